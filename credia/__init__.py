@@ -1,0 +1,1 @@
+"""Credia: a self-service assistant for lenders in Latin America, built on Rasa Open Source."""
