@@ -1,0 +1,41 @@
+"""Run the core-banking mock: ``python -m credia.core_banking`` (CORE_BANKING_HOST, CORE_BANKING_PORT).
+
+On first start (no customer in the database) it creates the tables and seeds demo data relative to today in
+Lima, so a fresh SQLite file or PostgreSQL database is ready to demo at once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from credia import settings
+from credia.core_banking.app import create_app
+from credia.core_banking.loans import today_lima
+from credia.core_banking.seed import seed_if_empty
+from credia.db import make_engine
+
+logger = logging.getLogger("credia.core_banking")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    database_url = settings.core_banking_database_url()
+    secret = settings.payments_webhook_secret()
+    engine = make_engine(database_url)
+    if seed_if_empty(engine, today_lima()):
+        logger.info("seeded demo data as of %s", today_lima().isoformat())
+    engine.dispose()
+    uvicorn.run(
+        create_app(database_url, secret),
+        host=settings.env("CORE_BANKING_HOST", "127.0.0.1"),
+        port=settings.env_int("CORE_BANKING_PORT", 8001),
+        log_level=settings.env("CORE_BANKING_LOG_LEVEL", "info"),
+        # No websockets here, and uvicorn's auto-detection breaks on the old `websockets` that Rasa pins.
+        ws="none",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,344 @@
+"""Tables of the core-banking mock.
+
+What changes over time only by events is stored as history (consents, application statuses, payments);
+what depends on "today" (installment status, days past due, late interest) is computed on read in
+``credia.core_banking.loans`` so it is never stale.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, List, Optional
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import declarative_base, relationship
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+Base: Any = declarative_base()
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware datetimes stored as naive UTC, because SQLite drops offsets and would hand back naive values."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: Optional[datetime], dialect: Dialect) -> Optional[datetime]:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use timezone-aware datetimes")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: Optional[datetime], dialect: Dialect) -> Optional[datetime]:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+class ExactDecimal(TypeDecorator):
+    """Decimals with a fixed scale: NUMERIC where the database has it, text on SQLite (which would use floats)."""
+
+    impl = Numeric
+    cache_ok = True
+
+    def __init__(self, scale: int) -> None:
+        super().__init__(precision=18, scale=scale, asdecimal=True)
+        self.scale = scale
+        self.quantum = Decimal(1).scaleb(-scale)
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(32))
+        return dialect.type_descriptor(Numeric(18, self.scale, asdecimal=True))
+
+    def process_bind_param(self, value: Optional[Decimal], dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        exact = Decimal(value).quantize(self.quantum)
+        return str(exact) if dialect.name == "sqlite" else exact
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Optional[Decimal]:
+        return None if value is None else Decimal(str(value)).quantize(self.quantum)
+
+
+def Money() -> ExactDecimal:  # noqa: N802 (reads like a column type)
+    return ExactDecimal(2)
+
+
+def Rate() -> ExactDecimal:  # noqa: N802
+    return ExactDecimal(6)
+
+
+class DocumentType(str, enum.Enum):
+    DNI = "DNI"
+    CE = "CE"
+    RUC = "RUC"
+    RUT = "RUT"
+    CURP = "CURP"
+
+
+class Country(str, enum.Enum):
+    PE = "PE"
+    MX = "MX"
+    CO = "CO"
+    CL = "CL"
+
+
+class ConsentChannel(str, enum.Enum):
+    WHATSAPP = "whatsapp"
+    SMS = "sms"
+    EMAIL = "email"
+    VOICE = "voice"
+    WEB = "web"
+
+
+class EmploymentType(str, enum.Enum):
+    EMPLOYEE = "employee"
+    SELF_EMPLOYED = "self_employed"
+    BUSINESS_OWNER = "business_owner"
+    RETIRED = "retired"
+
+
+class ApplicationStatus(str, enum.Enum):
+    RECEIVED = "received"
+    IN_REVIEW = "in_review"
+    REFERRED = "referred"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    DISBURSED = "disbursed"
+    CANCELLED = "cancelled"
+
+
+class PaymentSource(str, enum.Enum):
+    API = "api"
+    WEBHOOK = "webhook"
+    SEED = "seed"
+
+
+class PlanStatus(str, enum.Enum):
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    BROKEN = "broken"
+    CANCELLED = "cancelled"
+
+
+class PromiseStatus(str, enum.Enum):
+    PENDING = "pending"
+    KEPT = "kept"
+    BROKEN = "broken"
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    __table_args__ = (UniqueConstraint("document_type", "document_number", name="uq_customer_document"),)
+
+    id = Column(Integer, primary_key=True)
+    document_type = Column(String(8), nullable=False)
+    # Stored compact (no spaces, dashes or dots; DNI without its check character) so look-ups match.
+    document_number = Column(String(20), nullable=False)
+    first_name = Column(String(80), nullable=False)
+    last_name = Column(String(80), nullable=False)
+    date_of_birth = Column(Date, nullable=False)
+    phone = Column(String(16), nullable=False, index=True)
+    email = Column(String(254), nullable=True)
+    country = Column(String(2), nullable=False, default=Country.PE.value)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+    consent_events: List["ConsentEvent"] = relationship(
+        "ConsentEvent", back_populates="customer", order_by="ConsentEvent.id"
+    )
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}"
+
+
+class ConsentEvent(Base):
+    """One grant or withdrawal of contact consent on a channel; the latest per channel is the current state."""
+
+    __tablename__ = "consent_events"
+    __table_args__ = (Index("ix_consent_customer_channel", "customer_id", "channel"),)
+
+    id = Column(Integer, primary_key=True)
+    customer_id = Column(Integer, ForeignKey("customers.id"), nullable=False)
+    channel = Column(String(16), nullable=False)
+    granted = Column(Boolean, nullable=False)
+    source = Column(String(50), nullable=False)
+    recorded_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+    customer: Customer = relationship("Customer", back_populates="consent_events")
+
+
+class CreditProduct(Base):
+    __tablename__ = "credit_products"
+
+    code = Column(String(20), primary_key=True)
+    name = Column(String(80), nullable=False)
+    description = Column(Text, nullable=False, default="")
+    currency = Column(String(3), nullable=False, default="PEN")
+    min_amount = Column(Money(), nullable=False)
+    max_amount = Column(Money(), nullable=False)
+    min_term_months = Column(Integer, nullable=False)
+    max_term_months = Column(Integer, nullable=False)
+    tea = Column(Rate(), nullable=False)
+    # Late (moratory) interest, as a TEA, charged on overdue principal only: Ley 31143 allows no penalty fees.
+    moratory_tea = Column(Rate(), nullable=False)
+    min_age = Column(Integer, nullable=False)
+    max_age_at_maturity = Column(Integer, nullable=False)
+    max_installment_to_income = Column(Rate(), nullable=False)
+    requirements = Column(JSON, nullable=False, default=list)
+    active = Column(Boolean, nullable=False, default=True)
+
+
+class CreditApplication(Base):
+    __tablename__ = "credit_applications"
+
+    id = Column(Integer, primary_key=True)
+    customer_id = Column(Integer, ForeignKey("customers.id"), nullable=False, index=True)
+    product_code = Column(String(20), ForeignKey("credit_products.code"), nullable=False)
+    amount = Column(Money(), nullable=False)
+    term_months = Column(Integer, nullable=False)
+    monthly_income = Column(Money(), nullable=False)
+    employment_type = Column(String(20), nullable=False)
+    status = Column(String(16), nullable=False, default=ApplicationStatus.RECEIVED.value)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    updated_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+    product: CreditProduct = relationship("CreditProduct")
+    history: List["ApplicationStatusEvent"] = relationship(
+        "ApplicationStatusEvent", back_populates="application", order_by="ApplicationStatusEvent.id"
+    )
+    loan: Optional["Loan"] = relationship("Loan", back_populates="application", uselist=False)
+
+
+class ApplicationStatusEvent(Base):
+    __tablename__ = "application_status_events"
+
+    id = Column(Integer, primary_key=True)
+    application_id = Column(Integer, ForeignKey("credit_applications.id"), nullable=False, index=True)
+    from_status = Column(String(16), nullable=True)
+    to_status = Column(String(16), nullable=False)
+    note = Column(String(500), nullable=True)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+    application: CreditApplication = relationship("CreditApplication", back_populates="history")
+
+
+class Loan(Base):
+    __tablename__ = "loans"
+
+    id = Column(Integer, primary_key=True)
+    customer_id = Column(Integer, ForeignKey("customers.id"), nullable=False, index=True)
+    product_code = Column(String(20), ForeignKey("credit_products.code"), nullable=False)
+    application_id = Column(Integer, ForeignKey("credit_applications.id"), nullable=True, unique=True)
+    currency = Column(String(3), nullable=False, default="PEN")
+    principal = Column(Money(), nullable=False)
+    term_months = Column(Integer, nullable=False)
+    # Rates are copied from the product at disbursement: a later product change never alters a signed loan.
+    tea = Column(Rate(), nullable=False)
+    moratory_tea = Column(Rate(), nullable=False)
+    disbursed_on = Column(Date, nullable=False)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+    product: CreditProduct = relationship("CreditProduct")
+    application: Optional[CreditApplication] = relationship("CreditApplication", back_populates="loan")
+    installments: List["Installment"] = relationship(
+        "Installment", back_populates="loan", order_by="Installment.number"
+    )
+
+
+class Installment(Base):
+    """One scheduled installment and what has been paid of it, per component.
+
+    Late interest is accrued lazily: ``late_interest_accrued`` holds what was fixed at each payment (up to
+    ``accrued_until``); what accrued since is computed on read, so the balance is right on any day.
+    """
+
+    __tablename__ = "installments"
+    __table_args__ = (UniqueConstraint("loan_id", "number", name="uq_installment_number"),)
+
+    id = Column(Integer, primary_key=True)
+    loan_id = Column(Integer, ForeignKey("loans.id"), nullable=False, index=True)
+    number = Column(Integer, nullable=False)
+    due_date = Column(Date, nullable=False)
+    principal = Column(Money(), nullable=False)
+    interest = Column(Money(), nullable=False)
+    amount = Column(Money(), nullable=False)
+    principal_paid = Column(Money(), nullable=False, default=Decimal("0"))
+    interest_paid = Column(Money(), nullable=False, default=Decimal("0"))
+    late_interest_accrued = Column(Money(), nullable=False, default=Decimal("0"))
+    late_interest_paid = Column(Money(), nullable=False, default=Decimal("0"))
+    accrued_until = Column(Date, nullable=True)
+    paid_on = Column(Date, nullable=True)
+
+    loan: Loan = relationship("Loan", back_populates="installments")
+
+    @property
+    def paid_amount(self) -> Decimal:
+        return self.principal_paid + self.interest_paid
+
+
+class Payment(Base):
+    """A payment applied to a loan; ``external_id`` is unique so no payment can ever be applied twice."""
+
+    __tablename__ = "payments"
+
+    id = Column(Integer, primary_key=True)
+    loan_id = Column(Integer, ForeignKey("loans.id"), nullable=False, index=True)
+    external_id = Column(String(100), nullable=False, unique=True)
+    amount = Column(Money(), nullable=False)
+    currency = Column(String(3), nullable=False, default="PEN")
+    channel = Column(String(40), nullable=False)
+    source = Column(String(10), nullable=False)
+    reference = Column(String(100), nullable=True)
+    paid_at = Column(UTCDateTime, nullable=False)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    # How the amount was split over installments: [{"installment_number", "late_interest", "interest", "principal"}]
+    allocation = Column(JSON, nullable=False, default=list)
+
+
+class PaymentPlan(Base):
+    __tablename__ = "payment_plans"
+
+    id = Column(Integer, primary_key=True)
+    loan_id = Column(Integer, ForeignKey("loans.id"), nullable=False, index=True)
+    total_amount = Column(Money(), nullable=False)
+    discount = Column(Money(), nullable=False)
+    down_payment = Column(Money(), nullable=False)
+    installments_count = Column(Integer, nullable=False)
+    installment_amount = Column(Money(), nullable=False)
+    first_due_date = Column(Date, nullable=False)
+    status = Column(String(12), nullable=False, default=PlanStatus.ACTIVE.value)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class PromiseToPay(Base):
+    __tablename__ = "promises_to_pay"
+
+    id = Column(Integer, primary_key=True)
+    loan_id = Column(Integer, ForeignKey("loans.id"), nullable=False, index=True)
+    amount = Column(Money(), nullable=False)
+    promised_date = Column(Date, nullable=False)
+    status = Column(String(10), nullable=False, default=PromiseStatus.PENDING.value)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    resolved_at = Column(UTCDateTime, nullable=True)
+

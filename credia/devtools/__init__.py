@@ -1,0 +1,1 @@
+"""Developer commands behind `./assistant`: training only when needed, and the NLU quality gate."""

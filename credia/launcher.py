@@ -1,0 +1,217 @@
+"""Start every process of the assistant, wait until each is healthy, and stop them all on Ctrl-C.
+
+This is what `./assistant start` runs. The processes, in start order:
+core-banking mock, payments mock, action server, Rasa server (rest and socketio channels).
+The tests build the same processes with ``build_processes`` so they run exactly what a user runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from credia import settings
+from credia.processes import ManagedProcess, port_is_open
+
+STARTUP_TIMEOUT = {"core-banking": 60, "payments": 60, "actions": 90, "rasa": 300}
+
+
+@dataclass(frozen=True)
+class Ports:
+    core_banking: int = 8001
+    payments: int = 8002
+    actions: int = 5055
+    rasa: int = 5005
+
+    @classmethod
+    def from_env(cls) -> "Ports":
+        return cls(
+            core_banking=settings.env_int("CORE_BANKING_PORT", cls.core_banking),
+            payments=settings.env_int("PAYMENTS_PORT", cls.payments),
+            actions=settings.env_int("ACTIONS_PORT", cls.actions),
+            rasa=settings.env_int("RASA_PORT", cls.rasa),
+        )
+
+
+def write_endpoints(var_dir: Path, ports: Ports) -> Path:
+    """Write the endpoints file of this run: the project's endpoints.yml with this run's port and paths.
+
+    ``RASA_ENDPOINTS`` names a complete endpoints file to use instead (e.g. the scaled-out one).
+    """
+    if os.environ.get("RASA_ENDPOINTS"):
+        return Path(os.environ["RASA_ENDPOINTS"])
+    config = yaml.safe_load((settings.PROJECT_ROOT / "endpoints.yml").read_text())
+    config["action_endpoint"]["url"] = f"http://127.0.0.1:{ports.actions}/webhook"
+    tracker = config.get("tracker_store", {})
+    if tracker.get("dialect") == "sqlite":
+        tracker["db"] = str(var_dir / "rasa_tracker.db")
+    path = var_dir / "run" / "endpoints.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def run_secrets(var_dir: Path) -> dict[str, str]:
+    """Secrets from the environment, or fresh random ones for this run (never stored in the repository)."""
+    values = {
+        "PAYMENTS_WEBHOOK_SECRET": os.environ.get("PAYMENTS_WEBHOOK_SECRET") or secrets.token_hex(32),
+        "RASA_AUTH_TOKEN": os.environ.get("RASA_AUTH_TOKEN") or secrets.token_urlsafe(24),
+    }
+    token_file = var_dir / "run" / "rasa_token"
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    token_file.write_text(values["RASA_AUTH_TOKEN"])
+    token_file.chmod(0o600)
+    return values
+
+
+def build_processes(model: Path, var_dir: Path, ports: Ports) -> dict[str, ManagedProcess]:
+    """The assistant's processes, wired to each other through ports and environment variables."""
+    python = sys.executable
+    logs = var_dir / "log"
+    env = {
+        "CREDIA_VAR_DIR": str(var_dir),
+        "CORE_BANKING_URL": f"http://127.0.0.1:{ports.core_banking}",
+        "PAYMENTS_URL": f"http://127.0.0.1:{ports.payments}",
+        "CORE_BANKING_PORT": str(ports.core_banking),
+        "PAYMENTS_PORT": str(ports.payments),
+        "RASA_TELEMETRY_ENABLED": "false",
+        "PYTHONUNBUFFERED": "1",
+        **run_secrets(var_dir),
+    }
+    endpoints = write_endpoints(var_dir, ports)
+    root = settings.PROJECT_ROOT
+
+    def process(name: str, command: list[str], health_url: str) -> ManagedProcess:
+        return ManagedProcess(name, command, health_url, env, logs / f"{name}.log", root)
+
+    return {
+        "core-banking": process(
+            "core-banking", [python, "-m", "credia.core_banking"], f"http://127.0.0.1:{ports.core_banking}/health"
+        ),
+        "payments": process(
+            "payments", [python, "-m", "credia.payments"], f"http://127.0.0.1:{ports.payments}/health"
+        ),
+        "actions": process(
+            "actions",
+            [python, "-m", "rasa_sdk", "--actions", "actions", "--port", str(ports.actions)],
+            f"http://127.0.0.1:{ports.actions}/health",
+        ),
+        "rasa": process(
+            "rasa",
+            [
+                python, "-m", "rasa", "run",
+                "--model", str(model),
+                "--endpoints", str(endpoints),
+                "--credentials", str(root / "credentials.yml"),
+                "--port", str(ports.rasa),
+                "--enable-api", "--auth-token", env["RASA_AUTH_TOKEN"],
+            ],
+            f"http://127.0.0.1:{ports.rasa}/",
+        ),
+    }
+
+
+def start_all(processes: dict[str, ManagedProcess]) -> None:
+    """Start every process at once (Rasa is the slow one), then wait for each to be healthy."""
+    for proc in processes.values():
+        proc.start()
+    for name, proc in processes.items():
+        proc.wait_healthy(STARTUP_TIMEOUT[name])
+
+
+def stop_all(processes: dict[str, ManagedProcess]) -> None:
+    for proc in reversed(list(processes.values())):
+        proc.stop()
+
+
+def _busy_ports(ports: Ports) -> list[str]:
+    names = {"core_banking": "CORE_BANKING_PORT", "payments": "PAYMENTS_PORT", "actions": "ACTIONS_PORT",
+             "rasa": "RASA_PORT"}
+    return [f"{port} ({names[field]})" for field, port in vars(ports).items() if port_is_open(port)]
+
+
+def _print_banner(ports: Ports, var_dir: Path) -> None:
+    rasa = f"http://127.0.0.1:{ports.rasa}"
+    print(
+        f"""
+Credia is running.
+  core-banking mock  http://127.0.0.1:{ports.core_banking}   (API description: /docs, /openapi.json)
+  payments mock      http://127.0.0.1:{ports.payments}   (API description: /docs, /openapi.json)
+  action server      http://127.0.0.1:{ports.actions}
+  Rasa server        {rasa}   (channels: rest, socketio; HTTP API token in {var_dir / 'run' / 'rasa_token'})
+  logs               {var_dir / 'log'}
+
+Talk to the bot:
+  in a terminal:  .venv/bin/python -m credia.chat --url {rasa}
+  over HTTP:      curl -s {rasa}/webhooks/rest/webhook -H 'Content-Type: application/json' \\
+                    -d '{{"sender": "cliente-1", "message": "hola"}}'
+  web chat:       socket.io on {rasa}/socket.io
+
+Press Ctrl-C to stop everything.
+""",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Start every process of the assistant.")
+    parser.add_argument("--model", type=Path, help="model file (default: train if needed, then use it)")
+    args = parser.parse_args()
+
+    ports = Ports.from_env()
+    busy = _busy_ports(ports)
+    if busy:
+        sys.exit(f"These ports are already in use: {', '.join(busy)}. Stop what uses them or set the variable.")
+    if args.model is None:
+        from credia.devtools.model import ensure_model
+
+        args.model = ensure_model()
+
+    var_dir = settings.VAR_DIR
+    processes = build_processes(args.model, var_dir, ports)
+    signal.signal(signal.SIGTERM, _interrupt)
+    print("Starting core-banking, payments, action server and Rasa (Rasa takes up to a minute)...", flush=True)
+    exit_code = 0
+    try:
+        start_all(processes)
+        _print_banner(ports, var_dir)
+        exit_code = _supervise(processes)
+    except KeyboardInterrupt:
+        pass
+    except RuntimeError as exc:
+        print(exc, flush=True)
+        exit_code = 1
+    finally:
+        # A second Ctrl-C must not cut the clean stop short and leave orphans.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("Stopping all processes...", flush=True)
+        stop_all(processes)
+        print("Stopped.", flush=True)
+    sys.exit(exit_code)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _supervise(processes: dict[str, ManagedProcess]) -> int:
+    """Wait until interrupted; if a process dies, report it and return a failure code."""
+    while True:
+        dead = [name for name, proc in processes.items() if not proc.is_running()]
+        if dead:
+            print(f"{', '.join(dead)} stopped unexpectedly:\n{processes[dead[0]].log_tail()}", flush=True)
+            return 1
+        time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Tables of the payments service: payment links and the outbox of webhook notifications.
+
+A notification row is written in the same transaction that marks a link paid, so a payment is never
+recorded without its notification (transactional outbox); the notifier delivers rows later, even after a
+restart.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Numeric,
+    String,
+    Text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import declarative_base
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+Base: Any = declarative_base()
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware datetimes stored as UTC, because SQLite drops the offset and would return naive values."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use timezone-aware UTC datetimes")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Money(TypeDecorator):
+    """Exact decimal amounts: NUMERIC where the database has it, text on SQLite (which would store a float)."""
+
+    impl = Numeric(14, 2)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(24))
+        return dialect.type_descriptor(Numeric(14, 2, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Decimal | str | None:
+        if value is None or dialect.name != "sqlite":
+            return value
+        return str(value)
+
+    def process_result_value(self, value: Decimal | str | None, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
+class LinkStatus(str, enum.Enum):
+    """Status shown to clients; ``expired`` is never stored, it is computed from ``expires_at``."""
+
+    PENDING = "pending"
+    PAID = "paid"
+    EXPIRED = "expired"
+
+
+class DeliveryStatus(str, enum.Enum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class PaymentLink(Base):
+    __tablename__ = "payment_links"
+
+    id = Column(String(32), primary_key=True)
+    idempotency_key = Column(String(255), nullable=False, unique=True)
+    request_hash = Column(String(64), nullable=False)
+    url = Column(String(512), nullable=False)
+    amount = Column(Money, nullable=False)
+    currency = Column(String(3), nullable=False)
+    reference = Column(String(64), nullable=False, index=True)
+    customer_id = Column(String(64), nullable=False, index=True)
+    loan_id = Column(String(64), nullable=True)
+    description = Column(String(140), nullable=False, default="")
+    status = Column(String(16), nullable=False, default=LinkStatus.PENDING.value)
+    payment_id = Column(String(32), nullable=True, unique=True)
+    expires_at = Column(UTCDateTime, nullable=False)
+    created_at = Column(UTCDateTime, nullable=False)
+    paid_at = Column(UTCDateTime, nullable=True)
+
+    def status_at(self, now: datetime) -> LinkStatus:
+        if self.status == LinkStatus.PAID.value:
+            return LinkStatus.PAID
+        return LinkStatus.EXPIRED if now >= self.expires_at else LinkStatus.PENDING
+
+
+class Notification(Base):
+    """One webhook to deliver; ``body`` keeps the exact bytes so every retry sends the same payload."""
+
+    __tablename__ = "payment_notifications"
+    __table_args__ = (Index("ix_payment_notifications_due", "status", "next_attempt_at"),)
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    link_id = Column(String(32), ForeignKey("payment_links.id"), nullable=False, index=True)
+    event = Column(String(64), nullable=False)
+    payment_id = Column(String(32), nullable=False)
+    body = Column(LargeBinary, nullable=False)
+    status = Column(String(16), nullable=False, default=DeliveryStatus.PENDING.value)
+    attempts = Column(Integer, nullable=False, default=0)
+    next_attempt_at = Column(UTCDateTime, nullable=False)
+    last_attempt_at = Column(UTCDateTime, nullable=True)
+    last_status_code = Column(Integer, nullable=True)
+    last_error = Column(Text, nullable=True)
+    delivered_at = Column(UTCDateTime, nullable=True)
+    created_at = Column(UTCDateTime, nullable=False)
