@@ -111,8 +111,9 @@ def build_processes(model: Path, var_dir: Path, ports: Ports) -> dict[str, Manag
                 "--model", str(model),
                 "--endpoints", str(endpoints),
                 "--credentials", str(root / "credentials.yml"),
+                "--interface", settings.env("RASA_INTERFACE", "127.0.0.1"),
                 "--port", str(ports.rasa),
-                "--enable-api", "--auth-token", env["RASA_AUTH_TOKEN"],
+                "--enable-api", f"--auth-token={env['RASA_AUTH_TOKEN']}",
             ],
             f"http://127.0.0.1:{ports.rasa}/",
         ),
@@ -143,8 +144,8 @@ def _print_banner(ports: Ports, var_dir: Path) -> None:
     print(
         f"""
 Credia is running.
-  core-banking mock  http://127.0.0.1:{ports.core_banking}   (API description: /docs, /openapi.json)
-  payments mock      http://127.0.0.1:{ports.payments}   (API description: /docs, /openapi.json)
+  core-banking mock  http://127.0.0.1:{ports.core_banking}   (API description: /openapi.json)
+  payments mock      http://127.0.0.1:{ports.payments}   (API description: /openapi.json)
   action server      http://127.0.0.1:{ports.actions}
   Rasa server        {rasa}   (channels: rest, socketio; HTTP API token in {var_dir / 'run' / 'rasa_token'})
   logs               {var_dir / 'log'}
@@ -177,6 +178,8 @@ def main() -> None:
 
     var_dir = settings.VAR_DIR
     processes = build_processes(args.model, var_dir, ports)
+    # Installed explicitly: a shell that starts us in the background may have set SIGINT to "ignore".
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     print("Starting core-banking, payments, action server and Rasa (Rasa takes up to a minute)...", flush=True)
     exit_code = 0

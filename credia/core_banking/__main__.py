@@ -22,10 +22,14 @@ logger = logging.getLogger("credia.core_banking")
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     database_url = settings.core_banking_database_url()
-    secret = settings.payments_webhook_secret()
+    try:
+        secret = settings.payments_webhook_secret()
+    except RuntimeError as exc:
+        raise SystemExit(f"core banking: {exc}") from None
     engine = make_engine(database_url)
-    if seed_if_empty(engine, today_lima()):
-        logger.info("seeded demo data as of %s", today_lima().isoformat())
+    as_of = today_lima()
+    if seed_if_empty(engine, as_of):
+        logger.info("seeded demo data as of %s", as_of.isoformat())
     engine.dispose()
     uvicorn.run(
         create_app(database_url, secret),

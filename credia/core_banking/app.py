@@ -11,12 +11,14 @@ import json
 import logging
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Iterator, List, Optional
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Dict, Iterator, List, Optional
 
 import phonenumbers
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy import select, text
@@ -90,7 +92,11 @@ TAGS = [
 NOT_FOUND = {404: {"model": ErrorOut, "description": "Unknown id."}}
 CONFLICT = {409: {"model": ErrorOut, "description": "The resource's state does not allow it."}}
 
-router = APIRouter()
+# Routes without inputs live on ``fixed``, so the OpenAPI description lists 422 only where it can happen.
+fixed = APIRouter()
+router = APIRouter(
+    responses={422: {"model": ErrorOut, "description": "Invalid values: `detail` says which, `errors` per field."}}
+)
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -214,7 +220,7 @@ def payment_fields(payment: Payment) -> dict:
 # --- service -----------------------------------------------------------------------------------------------
 
 
-@router.get(
+@fixed.get(
     "/health",
     response_model=HealthOut,
     tags=["service"],
@@ -233,7 +239,7 @@ def health(session: Session = Depends(get_session)) -> HealthOut:
 # --- products ----------------------------------------------------------------------------------------------
 
 
-@router.get("/products", response_model=List[ProductOut], tags=["products"], summary="List the products on offer")
+@fixed.get("/products", response_model=List[ProductOut], tags=["products"], summary="List the products on offer")
 def list_products(session: Session = Depends(get_session)) -> List[ProductOut]:
     products = session.execute(
         select(CreditProduct).where(CreditProduct.active.is_(True)).order_by(CreditProduct.min_amount)
@@ -555,7 +561,7 @@ async def payment_webhook(request: Request) -> WebhookResult:
     try:
         event = PaymentWebhook.parse_obj(payload)
     except ValidationError as exc:
-        raise HTTPException(status_code=422, detail=jsonable_encoder(exc.errors())) from None
+        return _invalid(422, exc.errors())
     return await run_in_threadpool(_apply_webhook, request.app.state.sessions, event)
 
 
@@ -703,6 +709,28 @@ def get_bureau_report(
 # --- application -------------------------------------------------------------------------------------------
 
 
+def _describe(error: Dict[str, Any]) -> str:
+    if error.get("type") == "json_invalid":
+        return f"body is not valid JSON ({error.get('ctx', {}).get('error', 'syntax error')})"
+    where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body", "__root__"))
+    return f"{where}: {error['msg']}" if where else str(error["msg"])
+
+
+def _invalid(status_code: int, errors: List[Dict[str, Any]]) -> JSONResponse:
+    """One readable ``detail`` plus the per-field list, the same shape as the payments service."""
+    return JSONResponse(
+        status_code=status_code,
+        content={"detail": "; ".join(_describe(e) for e in errors), "errors": jsonable_encoder(errors)},
+    )
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """422 for invalid values; 400 when the body is not JSON at all."""
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    return _invalid(400 if any(e.get("type") == "json_invalid" for e in errors) else 422, errors)
+
+
 async def _operation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ops.OperationError)
     return JSONResponse(status_code=exc.status_code, content={"detail": exc.message})
@@ -717,19 +745,34 @@ def create_app(database_url: str, webhook_secret: str) -> FastAPI:
     """Build the app on a database (tables are created if missing; seeding is ``__main__``'s job)."""
     engine = make_engine(database_url)
     Base.metadata.create_all(engine)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            engine.dispose()  # closes SQLite connections so the WAL is checkpointed on shutdown
+
     app = FastAPI(
         title="Credia core banking (mock)",
         version="1.0.0",
+        # Swagger UI and ReDoc load their assets from a CDN; the description is served as /openapi.json.
+        docs_url=None,
+        redoc_url=None,
         description=(
             "Stand-in for a lender's core banking system. Money and rates are decimal strings; dates are "
             "ISO 8601; days past due and late interest are computed for today in America/Lima. Errors carry "
-            "a `detail`: 404 unknown id, 409 state conflict, 422 invalid values."
+            "a `detail` sentence: 400 body not JSON, 404 unknown id, 409 state conflict, 422 invalid values "
+            "(with the per-field `errors`)."
         ),
         openapi_tags=TAGS,
+        lifespan=lifespan,
     )
     app.state.sessions = make_session_factory(engine)
     app.state.webhook_secret = webhook_secret
+    app.include_router(fixed)
     app.include_router(router)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ops.OperationError, _operation_error)
     app.add_exception_handler(Exception, _unexpected_error)
     return app

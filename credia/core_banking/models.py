@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import declarative_base, relationship
@@ -318,6 +319,16 @@ class Payment(Base):
 
 class PaymentPlan(Base):
     __tablename__ = "payment_plans"
+    # At most one active plan per loan, even when two agents agree one at the same moment.
+    __table_args__ = (
+        Index(
+            "uq_payment_plan_active",
+            "loan_id",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
 
     id = Column(Integer, primary_key=True)
     loan_id = Column(Integer, ForeignKey("loans.id"), nullable=False, index=True)
@@ -333,6 +344,15 @@ class PaymentPlan(Base):
 
 class PromiseToPay(Base):
     __tablename__ = "promises_to_pay"
+    __table_args__ = (
+        Index(
+            "uq_promise_pending",
+            "loan_id",
+            unique=True,
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
 
     id = Column(Integer, primary_key=True)
     loan_id = Column(Integer, ForeignKey("loans.id"), nullable=False, index=True)

@@ -471,9 +471,18 @@ def create_promise(
     promise = PromiseToPay(
         loan_id=loan.id, amount=amount, promised_date=promised_date, status=PromiseStatus.PENDING.value, created_at=at
     )
-    session.add(promise)
-    session.flush()
+    _insert_one_open(session, promise, f"loan {loan.id} already has a pending promise to pay")
     return promise
+
+
+def _insert_one_open(session: Session, row: PromiseToPay | PaymentPlan, conflict: str) -> None:
+    """Insert a row that a partial unique index allows once per loan; losing a race is a conflict."""
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict(conflict) from None
 
 
 def create_payment_plan(
@@ -518,8 +527,7 @@ def create_payment_plan(
         status=PlanStatus.ACTIVE.value,
         created_at=at,
     )
-    session.add(plan)
-    session.flush()
+    _insert_one_open(session, plan, f"loan {loan.id} already has an active payment plan")
     return plan
 
 

@@ -133,7 +133,8 @@ Text = constr(strip_whitespace=True, min_length=1, max_length=50)
 
 
 class ErrorOut(Schema):
-    detail: Any = Field(..., description="Why the request failed: a sentence, or per-field errors for 422.")
+    detail: str = Field(..., description="Why the request failed, in one sentence.")
+    errors: Optional[List[Dict[str, Any]]] = Field(None, description="Per-field errors, for 422.")
 
 
 class HealthOut(Schema):

@@ -1,8 +1,9 @@
 """Demo data: four Peruvian credit products and 64 customers with applications, loans in every
 days-past-due bucket, payments, promises to pay and payment plans.
 
-Everything is placed relative to ``as_of`` (the day the service seeds itself, in Lima) and drawn from a
-``random.Random`` with a fixed seed, so the same day always gives the same data. The first eight customers
+Everything is placed before ``as_of`` (the day the service seeds itself, in Lima), except installments and
+promises still to come, and drawn from a ``random.Random`` with a fixed seed, so the same day always gives
+the same data. The first eight customers
 are written by hand for documentation and demos (``demo_customers()``); the rest are generated. Data goes
 in through ``credia.core_banking.operations``, so the seed obeys the same rules as the API.
 """
@@ -358,7 +359,7 @@ def _generated_loan(rng: random.Random, bucket: str, income: Decimal) -> LoanSpe
         from_application = rng.random() < 0.5
         return LoanSpec(product, principal, term, term, -rng.randint(20, 300), from_application=from_application)
     if bucket == "current":
-        return LoanSpec(product, principal, term, rng.randint(0, term - 1), due_offset=rng.randint(1, 25))
+        return LoanSpec(product, principal, term, rng.randint(0, term - 1), due_offset=rng.randint(1, 20))
     low, high = {"1-30": (3, 27), "31-60": (34, 57), "61-120": (64, 117), ">120": (125, 400)}[bucket]
     days = rng.randint(low, high)
     paid = rng.randint(0, max(0, term // 2 - 1))
@@ -415,7 +416,7 @@ def _generated_customers(rng: random.Random, as_of: date) -> List[CustomerSpec]:
             taken = {loan.product for loan in loans}
             product = rng.choice([code for code in ("PERSONAL", "CONVENIO", "PYME") if code not in taken])
             closed = status in (ApplicationStatus.REJECTED, ApplicationStatus.CANCELLED)
-            days_ago = rng.randint(10, 120) if closed else rng.randint(1, 20)
+            days_ago = rng.randint(10, 120) if closed else rng.randint(2, 20)
             amount = _round_to(rng.uniform(3000, 25000), 500)
             applications.append(ApplicationSpec(product, amount, rng.choice((12, 24, 36)), status, days_ago))
         specs.append(
@@ -450,7 +451,7 @@ def _seed_application(
         if end is not None and position == len(steps):
             at = end
         else:
-            at = start + timedelta(hours=20 * position)
+            at = start + timedelta(hours=8 * position)
         ops.transition_application(session, application, target, NOTES[target], at)
     return application
 

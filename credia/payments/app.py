@@ -545,6 +545,9 @@ def create_app(config: Optional[PaymentsConfig] = None) -> FastAPI:
     app = FastAPI(
         title="Credia payments (mock)",
         version="1.0.0",
+        # Swagger UI and ReDoc load their assets from a CDN; the description is served as /openapi.json.
+        docs_url=None,
+        redoc_url=None,
         description=(
             "Mock payment provider for the Credia assistant: payment links with idempotent creation, a demo "
             "checkout page, and `payment.completed` webhooks to core banking, signed in the `X-Signature` "

@@ -22,12 +22,14 @@ import phonenumbers
 import pytest
 import requests
 from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
 
 from credia.core_banking import operations as ops
 from credia.core_banking.app import create_app
 from credia.core_banking.bureau import bureau_report
 from credia.core_banking.documents import InvalidDocument, normalise_document
 from credia.core_banking.loans import (
+    LIMA,
     add_months,
     allocate_payment,
     french_installment,
@@ -38,7 +40,10 @@ from credia.core_banking.loans import (
 )
 from credia.core_banking.models import (
     ApplicationStatus,
+    ApplicationStatusEvent,
     Base,
+    ConsentChannel,
+    ConsentEvent,
     CreditApplication,
     Customer,
     DocumentType,
@@ -217,14 +222,14 @@ def test_bureau_is_deterministic_and_consistent() -> None:
 
 
 @pytest.fixture(scope="module")
-def seeded_sessions(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def seeded_sessions(tmp_path_factory: pytest.TempPathFactory) -> sessionmaker:
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('seed') / 'seed.db'}")
     assert seed_if_empty(engine, AS_OF)
     assert not seed_if_empty(engine, AS_OF)  # a second start keeps the data
     return make_session_factory(engine)
 
 
-def test_seed_has_realistic_peruvian_customers(seeded_sessions: Any) -> None:
+def test_seed_has_realistic_peruvian_customers(seeded_sessions: sessionmaker) -> None:
     with seeded_sessions() as session:
         customers = session.execute(select(Customer)).scalars().all()
     assert len(customers) >= 60
@@ -237,7 +242,7 @@ def test_seed_has_realistic_peruvian_customers(seeded_sessions: Any) -> None:
     assert all(c.created_at.date() < AS_OF for c in customers)
 
 
-def test_seed_spreads_loans_over_every_bucket_and_applications_over_every_status(seeded_sessions: Any) -> None:
+def test_seed_spreads_loans_over_every_bucket_and_applications_over_every_status(seeded_sessions: sessionmaker) -> None:
     with seeded_sessions() as session:
         loans = session.execute(select(Loan)).scalars().all()
         positions = [ops.position(loan, AS_OF) for loan in loans]
@@ -261,7 +266,23 @@ def test_seed_spreads_loans_over_every_bucket_and_applications_over_every_status
         assert payment.paid_at.date() <= AS_OF
 
 
-def test_demo_customers_have_what_the_table_says(seeded_sessions: Any) -> None:
+def test_seeded_history_lies_before_the_seed_day(seeded_sessions: sessionmaker) -> None:
+    start = datetime.combine(AS_OF, datetime.min.time(), LIMA)
+    with seeded_sessions() as session:
+        stamps = [
+            *session.execute(select(Customer.created_at)).scalars(),
+            *session.execute(select(ConsentEvent.recorded_at)).scalars(),
+            *session.execute(select(ApplicationStatusEvent.created_at)).scalars(),
+            *session.execute(select(Payment.paid_at)).scalars(),
+            *session.execute(select(PromiseToPay.created_at)).scalars(),
+            *session.execute(select(PaymentPlan.created_at)).scalars(),
+            *(datetime.combine(day, datetime.min.time(), LIMA)
+              for day in session.execute(select(Loan.disbursed_on)).scalars()),
+        ]
+    assert stamps and max(stamps) < start
+
+
+def test_demo_customers_have_what_the_table_says(seeded_sessions: sessionmaker) -> None:
     demos = demo_customers()
     assert len(demos) >= 6
     with seeded_sessions() as session:
@@ -271,9 +292,13 @@ def test_demo_customers_have_what_the_table_says(seeded_sessions: Any) -> None:
             assert customer.date_of_birth == demo.date_of_birth and customer.full_name == demo.full_name
             states = [ops.position(loan, AS_OF) for loan in ops.loans_of(session, customer)]
             assert tuple(s.bucket if s.status == "active" else "paid_off" for s in states) == demo.loan_buckets
+        rosa = ops.find_customer_by_document(session, "DNI", "40236715")
+        whatsapp = [e for e in rosa.consent_events if e.channel == "whatsapp"]
+        assert [e.granted for e in whatsapp] == [True, False]
+        assert ops.current_consents(rosa)[ConsentChannel.WHATSAPP].source == "whatsapp_opt_out"
 
 
-def snapshot(sessions: Any) -> List[Tuple[Any, ...]]:
+def snapshot(sessions: sessionmaker) -> List[Tuple[Any, ...]]:
     with sessions() as session:
         customers = session.execute(select(Customer).order_by(Customer.id)).scalars()
         payments = session.execute(select(Payment).order_by(Payment.id)).scalars()
@@ -282,8 +307,8 @@ def snapshot(sessions: Any) -> List[Tuple[Any, ...]]:
         ]
 
 
-def test_seed_is_deterministic_for_a_day(seeded_sessions: Any, tmp_path: Path) -> None:
-    def seeded(as_of: date, name: str) -> Any:
+def test_seed_is_deterministic_for_a_day(seeded_sessions: sessionmaker, tmp_path: Path) -> None:
+    def seeded(as_of: date, name: str) -> sessionmaker:
         engine = make_engine(f"sqlite:///{tmp_path / name}")
         seed_if_empty(engine, as_of)
         return make_session_factory(engine)
@@ -448,7 +473,8 @@ def test_invalid_customers_are_refused_with_the_field(
 ) -> None:
     response = service.post("/customers", new_customer(**{"document_number": "48123457", **overrides}))
     assert response.status_code == 422
-    assert field in {error["loc"][-1] for error in response.json()["detail"]}
+    assert field in {error["loc"][-1] for error in response.json()["errors"]}
+    assert field in response.json()["detail"]
 
 
 def test_consent_changes_are_kept_with_time_and_source(service: CoreBankingService) -> None:
@@ -632,7 +658,7 @@ def test_payments_beyond_the_balance_or_on_unknown_or_paid_off_loans_are_refused
     malformed = service.post(
         f"/loans/{loan['id']}/payments", data=b"{not json", headers={"Content-Type": "application/json"}
     )
-    assert malformed.status_code == 422
+    assert malformed.status_code == 400 and malformed.json()["detail"]
 
 
 @pytest.mark.parametrize(
@@ -810,6 +836,22 @@ def test_promises_are_validated_and_settled_by_payments(service: CoreBankingServ
     (jose,) = loans_of(service, "45879632")
     taken = service.post(f"/loans/{jose['id']}/promises", {"amount": "10", "promised_date": today.isoformat()})
     assert taken.status_code == 409 and "pending" in taken.json()["detail"]
+
+
+def test_concurrent_promises_leave_one_pending(
+    service: CoreBankingService, initial_loans: Dict[str, List[Dict[str, Any]]]
+) -> None:
+    loan = next(
+        l for l in initial_loans["1-30"][2:]
+        if all(p["status"] != "pending" for p in service.get(f"/loans/{l['id']}/promises").json())
+    )
+    body = {"amount": "20.00", "promised_date": today_lima().isoformat()}
+
+    def promise(_: int) -> int:
+        return requests.post(f"{service.url}/loans/{loan['id']}/promises", json=body, timeout=30).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert Counter(pool.map(promise, range(6))) == Counter({201: 1, 409: 5})
 
 
 def test_bureau_answers_per_document(service: CoreBankingService) -> None:
