@@ -6,7 +6,8 @@ symbol, separators and decimals (``S/ 1,234.50`` in Peru, ``$1.235`` in Chile).
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from babel.numbers import format_currency, format_percent
 
@@ -21,3 +22,19 @@ def format_money(amount: Decimal | str, currency: str = DEFAULT_CURRENCY, locale
 def format_rate(rate: Decimal | str, locale: str = DEFAULT_LOCALE) -> str:
     """A yearly rate such as ``Decimal("0.455")`` as ``45.5%``, with at most two decimals."""
     return format_percent(Decimal(rate), format="#,##0.##%", locale=locale)
+
+
+def parse_decimal(value: Any) -> Decimal:
+    """Read an amount sent by an API client as a JSON string or number, refusing what is not a finite number.
+
+    ``bool`` is refused explicitly because it is an ``int`` subclass: ``true`` must never become 1.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        raise ValueError('must be a decimal string such as "150.00" or a number')
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f'{value!r} is not a decimal number such as "150.00"') from None
+    if not number.is_finite():
+        raise ValueError("must be a finite number")
+    return number

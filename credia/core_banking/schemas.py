@@ -8,7 +8,7 @@ typo is reported instead of silently ignored; the payments webhook allows them s
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import phonenumbers
@@ -26,6 +26,7 @@ from credia.core_banking.models import (
     PlanStatus,
     PromiseStatus,
 )
+from credia.money import parse_decimal
 
 MAX_AMOUNT = Decimal("1000000000")
 
@@ -39,19 +40,6 @@ def _decimal_text(value: Decimal) -> str:
 
 def _utc_text(value: datetime) -> str:
     return value.astimezone(timezone.utc).isoformat()
-
-
-def _parse_decimal(value: Any) -> Decimal:
-    # bool is an int subclass: "true" must not become 1.
-    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
-        raise ValueError('must be a decimal string such as "150.00" or a number')
-    try:
-        number = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ValueError(f'{value!r} is not a decimal number such as "150.00"') from None
-    if not number.is_finite():
-        raise ValueError("must be a finite number")
-    return number
 
 
 class Money(Decimal):
@@ -72,7 +60,7 @@ class Money(Decimal):
 
     @classmethod
     def validate(cls, value: Any) -> Decimal:
-        amount = _parse_decimal(value)
+        amount = parse_decimal(value)
         if amount < 0:
             raise ValueError("must not be negative")
         if amount > MAX_AMOUNT:
@@ -106,7 +94,7 @@ class Rate(Decimal):
 
     @classmethod
     def validate(cls, value: Any) -> Decimal:
-        rate = _parse_decimal(value)
+        rate = parse_decimal(value)
         return rate.normalize() if rate else Decimal(0)
 
 

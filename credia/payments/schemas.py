@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from pydantic import BaseModel, Extra, Field, conint, constr, validator
 
+from credia.money import parse_decimal
 from credia.payments.models import DeliveryStatus, LinkStatus
 
 
@@ -89,16 +90,7 @@ class LinkCreate(BaseModel):
 
     @validator("amount", pre=True)
     def _parse_amount(cls, value: Any) -> Decimal:
-        # bool is an int subclass; "true" must not become an amount.
-        if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
-            raise ValueError('must be a decimal string such as "150.00" or a number')
-        try:
-            amount = Decimal(str(value).strip())
-        except InvalidOperation:
-            raise ValueError(f'{value!r} is not a decimal number such as "150.00"') from None
-        if not amount.is_finite():
-            raise ValueError("must be a finite number")
-        return amount
+        return parse_decimal(value)
 
     @validator("amount")
     def _amount_within_policy(cls, amount: Decimal, values: Dict[str, Any]) -> Decimal:

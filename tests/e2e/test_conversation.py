@@ -59,7 +59,7 @@ def test_launcher_runs_a_conversation_and_stops_cleanly(model: Path, tmp_path: P
                 break
         output = "".join(banner)
         assert "Credia is running" in output, output
-        assert f"/webhooks/rest/webhook" in output and "credia.chat" in output
+        assert "/webhooks/rest/webhook" in output and "credia.chat" in output
         for port in (ports.core_banking, ports.payments, ports.actions):
             assert http_ok(f"http://127.0.0.1:{port}/health")
 

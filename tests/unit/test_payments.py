@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -17,11 +16,11 @@ from sqlalchemy import select, text, update
 
 from credia.db import make_engine
 from credia.payments.models import Notification, PaymentLink
-from credia.processes import ManagedProcess, free_port
-from credia.settings import PROJECT_ROOT
 from credia.signing import SIGNATURE_HEADER, SignatureError, verify
-from tests.unit.conftest import PUBLIC_URL, TEST_WEBHOOK_SECRET as SECRET, PaymentsService, link_body
+from tests.unit.conftest import PUBLIC_URL, PaymentsService, link_body
+from tests.unit.conftest import TEST_WEBHOOK_SECRET as SECRET
 from tests.unit.fake_receiver import FakeReceiver
+
 
 def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value)
