@@ -52,3 +52,8 @@ def payments_webhook_secret() -> str:
     if not secret:
         raise RuntimeError("PAYMENTS_WEBHOOK_SECRET is not set; the launcher sets it, or export your own.")
     return secret
+
+
+def credit_policy_path() -> Path:
+    """The lender's credit rules (products, pre-evaluation); a relative path is read from the project root."""
+    return PROJECT_ROOT / env("CREDIT_POLICY_PATH", "policies/credit.yml")

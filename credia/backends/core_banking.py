@@ -38,3 +38,28 @@ class CoreBankingClient:
 
     async def loan(self, loan_id: int) -> dict[str, Any]:
         return await self.http.request("GET", f"/loans/{loan_id}")
+
+    async def simulate(self, product_code: str, amount: str, term_months: int) -> dict[str, Any]:
+        """Installment, TEA, TCEA and total for a loan; nothing is stored."""
+        body = {"product_code": product_code, "amount": amount, "term_months": term_months}
+        return await self.http.request("POST", "/simulations", json=body)
+
+    async def submit_application(self, application: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        """Store and pre-evaluate an application; the key makes a retried submission return the same one."""
+        return await self.http.request(
+            "POST", "/applications", json=application, headers={"Idempotency-Key": idempotency_key}
+        )
+
+    async def accept_offer(self, application_id: int) -> dict[str, Any]:
+        return await self.http.request("POST", f"/applications/{application_id}/accept-offer")
+
+    async def lookup_applications(self, **identity: str) -> list[dict[str, Any]]:
+        """Applications of the customer proven by ``identity`` (code + document, or document + birth date).
+
+        Returns an empty list when nothing matches, whether or not the code exists.
+        """
+        try:
+            found = await self.http.request("GET", "/applications/lookup", params=identity)
+        except NotFound:
+            return []
+        return found if isinstance(found, list) else [found]

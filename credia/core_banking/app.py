@@ -7,6 +7,7 @@ computed for "today in America/Lima" on every request.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from datetime import date, datetime
@@ -15,13 +16,14 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Dict, Iterator, List, Optional
 
 import phonenumbers
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from credia.core_banking import operations as ops
@@ -44,6 +46,7 @@ from credia.core_banking.schemas import (
     AllocationOut,
     ApplicationCreate,
     ApplicationOut,
+    ApplicationStatusOut,
     BureauOut,
     ConsentEventOut,
     ConsentsOut,
@@ -51,12 +54,17 @@ from credia.core_banking.schemas import (
     ConsentUpdate,
     CustomerCreate,
     CustomerOut,
+    DocumentIn,
+    DocumentOut,
+    DocumentRequirementOut,
+    DocumentsOut,
     ErrorOut,
     HealthOut,
     Id,
     InstallmentOut,
     LoanDetailOut,
     LoanOut,
+    OfferOut,
     PaymentIn,
     PaymentOut,
     PaymentPlanIn,
@@ -66,10 +74,17 @@ from credia.core_banking.schemas import (
     ProductOut,
     PromiseIn,
     PromiseOut,
+    PublicStatusEventOut,
+    ReasonOut,
+    RequiredDocumentOut,
+    SimulationIn,
     StatusEventOut,
     TransitionIn,
     WebhookResult,
 )
+from credia.credit.evaluation import CreditFacts, CreditRequest, OutOfRange, make_offer, pre_evaluate
+from credia.credit.policy import CreditPolicy, UnknownProduct, load_policy
+from credia.credit.policy import Product as ProductRules
 from credia.db import make_engine, make_session_factory
 from credia.signing import SIGNATURE_HEADER, SignatureError, verify
 
@@ -91,6 +106,8 @@ TAGS = [
 ]
 NOT_FOUND = {404: {"model": ErrorOut, "description": "Unknown id."}}
 CONFLICT = {409: {"model": ErrorOut, "description": "The resource's state does not allow it."}}
+# One answer for every look-up that does not match, so it never tells whether a code or a customer exists.
+NO_MATCH = "no application matches the details given"
 
 # Routes without inputs live on ``fixed``, so the OpenAPI description lists 422 only where it can happen.
 fixed = APIRouter()
@@ -104,8 +121,19 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def get_policy(request: Request) -> CreditPolicy:
+    return request.app.state.policy
+
+
 def now_lima() -> datetime:
     return datetime.now(LIMA)
+
+
+def policy_product(policy: CreditPolicy, code: str) -> ProductRules:
+    try:
+        return policy.product(code)
+    except UnknownProduct as exc:
+        raise ops.NotFound(str(exc)) from None
 
 
 # --- response builders ------------------------------------------------------------------------------------
@@ -129,10 +157,63 @@ def customer_out(customer: Customer) -> CustomerOut:
     )
 
 
-def application_out(application: CreditApplication) -> ApplicationOut:
+def product_out(product: CreditProduct, policy: CreditPolicy) -> ProductOut:
+    """The product's row with the rules the policy file adds (fees, income bands, documents)."""
+    rules = policy_product(policy, product.code)
+    return ProductOut(
+        code=product.code,
+        name=product.name,
+        description=product.description,
+        currency=product.currency,
+        min_amount=product.min_amount,
+        max_amount=product.max_amount,
+        min_term_months=product.min_term_months,
+        max_term_months=product.max_term_months,
+        tea=product.tea,
+        moratory_tea=product.moratory_tea,
+        min_age=product.min_age,
+        max_age_at_maturity=product.max_age_at_maturity,
+        max_installment_to_income=product.max_installment_to_income,
+        requirements=product.requirements,
+        origination_fee_rate=rules.fees.origination,
+        insurance_monthly_rate=rules.fees.insurance_monthly,
+        min_monthly_income=rules.min_monthly_income,
+        employment=dict(rules.employment),
+        installment_to_income=rules.installment_to_income.dict(),
+        required_documents=[
+            DocumentRequirementOut(kind=document.code, label=document.label) for document in rules.required_documents
+        ],
+    )
+
+
+def required_documents(application: CreditApplication, policy: CreditPolicy) -> List[RequiredDocumentOut]:
+    """The product's documents, each marked as received or not; none for a product no longer in the policy."""
+    try:
+        rules = policy.product(application.product_code)
+    except UnknownProduct:
+        return []
+    received = {document.kind for document in application.documents}
+    return [
+        RequiredDocumentOut(kind=document.code, label=document.label, received=document.code in received)
+        for document in rules.required_documents
+    ]
+
+
+def evaluation_fields(application: CreditApplication, policy: CreditPolicy) -> Dict[str, Any]:
+    """Outcome, offer, reasons and documents: what both the full and the customer's view show."""
+    return dict(
+        outcome=application.outcome,
+        offer=OfferOut(**application.offer) if application.offer else None,
+        reasons=[ReasonOut(**reason) for reason in application.reasons or []],
+        required_documents=required_documents(application, policy),
+    )
+
+
+def application_out(application: CreditApplication, policy: CreditPolicy) -> ApplicationOut:
     installment = ops.application_installment(application)
     return ApplicationOut(
         id=application.id,
+        code=application.code,
         customer_id=application.customer_id,
         product_code=application.product_code,
         product_name=application.product.name,
@@ -140,7 +221,12 @@ def application_out(application: CreditApplication) -> ApplicationOut:
         term_months=application.term_months,
         monthly_income=application.monthly_income,
         employment_type=application.employment_type,
+        employment_tenure_months=application.employment_tenure_months,
+        channel=application.channel,
+        phone=application.phone,
+        email=application.email,
         status=application.status,
+        **evaluation_fields(application, policy),
         installment_amount=installment,
         installment_to_income=(installment / application.monthly_income).quantize(RATIO_QUANTUM),
         loan_id=application.loan.id if application.loan else None,
@@ -151,6 +237,56 @@ def application_out(application: CreditApplication) -> ApplicationOut:
                 from_status=event.from_status, status=event.to_status, note=event.note, created_at=event.created_at
             )
             for event in application.history
+        ],
+    )
+
+
+def application_status_out(application: CreditApplication, policy: CreditPolicy) -> ApplicationStatusOut:
+    return ApplicationStatusOut(
+        id=application.id,
+        code=application.code,
+        status=application.status,
+        product_code=application.product_code,
+        product_name=application.product.name,
+        currency=application.product.currency,
+        amount=application.amount,
+        term_months=application.term_months,
+        created_at=application.created_at,
+        updated_at=application.updated_at,
+        history=[
+            PublicStatusEventOut(from_status=event.from_status, status=event.to_status, created_at=event.created_at)
+            for event in application.history
+        ],
+        **evaluation_fields(application, policy),
+    )
+
+
+def documents_out(application: CreditApplication, policy: CreditPolicy) -> DocumentsOut:
+    required = required_documents(application, policy)
+    labels = {document.kind: document.label for document in required}
+    return DocumentsOut(
+        application_id=application.id,
+        code=application.code,
+        product_code=application.product_code,
+        complete=all(document.received for document in required),
+        required=required,
+        received=[
+            DocumentOut(
+                id=document.id,
+                kind=document.kind,
+                label=labels.get(document.kind, document.kind),
+                filename=document.filename,
+                content_type=document.content_type,
+                media_url=document.media_url,
+                media_id=document.media_id,
+                received_at=document.received_at,
+            )
+            for document in application.documents
+        ],
+        missing=[
+            DocumentRequirementOut(kind=document.kind, label=document.label)
+            for document in required
+            if not document.received
         ],
     )
 
@@ -240,18 +376,45 @@ def health(session: Session = Depends(get_session)) -> HealthOut:
 
 
 @fixed.get("/products", response_model=List[ProductOut], tags=["products"], summary="List the products on offer")
-def list_products(session: Session = Depends(get_session)) -> List[ProductOut]:
+def list_products(
+    session: Session = Depends(get_session), policy: CreditPolicy = Depends(get_policy)
+) -> List[ProductOut]:
     products = session.execute(
         select(CreditProduct).where(CreditProduct.active.is_(True)).order_by(CreditProduct.min_amount)
     ).scalars()
-    return [ProductOut.from_orm(product) for product in products]
+    return [product_out(product, policy) for product in products]
 
 
 @router.get(
     "/products/{code}", response_model=ProductOut, tags=["products"], summary="Get a product", responses=NOT_FOUND
 )
-def get_product(code: str = Path(..., max_length=20), session: Session = Depends(get_session)) -> ProductOut:
-    return ProductOut.from_orm(ops.get_product(session, code))
+def get_product(
+    code: str = Path(..., max_length=20),
+    session: Session = Depends(get_session),
+    policy: CreditPolicy = Depends(get_policy),
+) -> ProductOut:
+    return product_out(ops.get_product(session, code), policy)
+
+
+@router.post(
+    "/simulations",
+    response_model=OfferOut,
+    tags=["products"],
+    summary="Simulate a loan: installment, TEA, TCEA, total to pay",
+    description=(
+        "Nothing is stored. The installment is fixed and includes the desgravamen insurance; the TCEA is the "
+        "yearly IRR of what is disbursed (after the origination fee) against the installments. 422 when the "
+        "amount or term is outside the product's limits (the detail says them)."
+    ),
+    responses=NOT_FOUND,
+)
+def simulate(body: SimulationIn, policy: CreditPolicy = Depends(get_policy)) -> OfferOut:
+    rules = policy_product(policy, body.product_code)
+    try:
+        offer = make_offer(rules, body.amount, body.term_months, today_lima())
+    except OutOfRange as exc:
+        raise ops.Invalid(str(exc)) from None
+    return OfferOut(**offer.as_json())
 
 
 # --- customers ---------------------------------------------------------------------------------------------
@@ -390,12 +553,14 @@ def get_consents(customer_id: Id, session: Session = Depends(get_session)) -> Co
     summary="A customer's credit applications",
     responses=NOT_FOUND,
 )
-def customer_applications(customer_id: Id, session: Session = Depends(get_session)) -> List[ApplicationOut]:
+def customer_applications(
+    customer_id: Id, session: Session = Depends(get_session), policy: CreditPolicy = Depends(get_policy)
+) -> List[ApplicationOut]:
     ops.get_customer(session, customer_id)
     applications = session.execute(
         select(CreditApplication).where(CreditApplication.customer_id == customer_id).order_by(CreditApplication.id)
     ).scalars()
-    return [application_out(application) for application in applications]
+    return [application_out(application, policy) for application in applications]
 
 
 @router.post(
@@ -405,24 +570,186 @@ def customer_applications(customer_id: Id, session: Session = Depends(get_sessio
     tags=["applications"],
     summary="Submit a credit application",
     description=(
-        "Amount and term must be within the product's limits (422 otherwise). A customer may have one open "
-        "application per product (409). The answer includes the monthly installment at the product's TEA."
+        "Self-service (`document_number`, `date_of_birth`, `employment_tenure_months` and `consent` with "
+        "`granted: true`, Ley 29733): the customer is found by document, or registered (then `phone` is "
+        "required); an existing customer must give their own date of birth (409 otherwise, saying nothing "
+        "more). The application is pre-evaluated at once against the credit policy, the mock bureau and the "
+        "customer's arrears: `outcome` pre_approved (status approved, with `offer`), counter_offer (status "
+        "received until `POST /applications/{id}/accept-offer`, with `offer`), referred (status referred) or "
+        "declined (status rejected), with `reasons` in Spanish.\n\n"
+        "With `customer_id` instead, an advisor registers an application for manual review (status received, "
+        "no pre-evaluation).\n\n"
+        "Amount and term must be within the product's limits (422). A customer may have one open application "
+        "per product (409). With an `Idempotency-Key` header, a retry with the same key and body returns the "
+        "first application with 200; the same key with another body is 409."
     ),
-    responses={**NOT_FOUND, **CONFLICT},
+    responses={
+        200: {"model": ApplicationOut, "description": "Replay of the application created with this key."},
+        **NOT_FOUND,
+        **CONFLICT,
+    },
 )
-def create_application(body: ApplicationCreate, session: Session = Depends(get_session)) -> ApplicationOut:
+def create_application(
+    body: ApplicationCreate,
+    response: Response,
+    idempotency_key: Optional[str] = Header(
+        None, alias="Idempotency-Key", min_length=1, max_length=255, description="Unique per intended application."
+    ),
+    session: Session = Depends(get_session),
+    policy: CreditPolicy = Depends(get_policy),
+) -> ApplicationOut:
+    request_hash = hashlib.sha256(json.dumps(body.dict(), sort_keys=True, default=str).encode()).hexdigest()
+    if idempotency_key is not None:
+        existing = ops.find_application_by_key(session, idempotency_key)
+        if existing is not None:
+            return _replay(existing, request_hash, response, policy)
+    try:
+        application = _submit(session, body, policy, idempotency_key, request_hash)
+        session.commit()
+    except (IntegrityError, ops.Conflict):
+        # A concurrent retry with the same key may have won the race: answer with its application.
+        session.rollback()
+        existing = ops.find_application_by_key(session, idempotency_key) if idempotency_key is not None else None
+        if existing is None:
+            raise
+        return _replay(existing, request_hash, response, policy)
+    return application_out(application, policy)
+
+
+def _replay(
+    existing: CreditApplication, request_hash: str, response: Response, policy: CreditPolicy
+) -> ApplicationOut:
+    if existing.request_hash != request_hash:
+        raise ops.Conflict("Idempotency-Key was already used with a different request body")
+    response.status_code = 200
+    return application_out(existing, policy)
+
+
+def _submit(
+    session: Session,
+    body: ApplicationCreate,
+    policy: CreditPolicy,
+    idempotency_key: Optional[str],
+    request_hash: str,
+) -> CreditApplication:
+    """Store the application and, when the customer applied themselves, pre-evaluate it."""
+    at, today = now_lima(), today_lima()
+    product = ops.get_product(session, body.product_code)
+    if body.customer_id is not None:
+        customer = ops.get_customer(session, body.customer_id)
+    else:
+        customer = _applicant(session, body, at)
     application = ops.create_application(
         session,
-        customer=ops.get_customer(session, body.customer_id),
-        product=ops.get_product(session, body.product_code),
+        customer=customer,
+        product=product,
         amount=body.amount,
         term_months=body.term_months,
         monthly_income=body.monthly_income,
         employment_type=body.employment_type.value,
-        at=now_lima(),
+        at=at,
+        code=ops.new_application_code(session),
+        employment_tenure_months=body.employment_tenure_months,
+        channel=body.channel,
+        phone=body.phone,
+        email=body.email,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
     )
-    session.commit()
-    return application_out(application)
+    if body.consent is not None:
+        ops.record_processing_consent(session, customer, application, body.consent.source, at)
+    if body.self_service:
+        report = bureau_report(DocumentType(customer.document_type), customer.document_number)
+        facts = CreditFacts(
+            today=today,
+            bureau_rating=report.rating,
+            bureau_score=report.score,
+            days_past_due=ops.worst_days_past_due(session, customer, today),
+        )
+        request = CreditRequest(
+            product_code=product.code,
+            amount=body.amount,
+            term_months=body.term_months,
+            monthly_income=body.monthly_income,
+            employment_type=body.employment_type,
+            employment_tenure_months=body.employment_tenure_months or 0,
+            date_of_birth=customer.date_of_birth,
+        )
+        ops.record_evaluation(session, application, pre_evaluate(request, facts, policy), at)
+    return application
+
+
+def _applicant(session: Session, body: ApplicationCreate, at: datetime) -> Customer:
+    """The customer with this document, or a new one; a known customer must give their own date of birth."""
+    assert body.document_number is not None and body.date_of_birth is not None  # checked by the schema
+    customer = ops.find_customer_by_document(session, body.document_type.value, body.document_number)
+    if customer is not None:
+        if customer.date_of_birth != body.date_of_birth:
+            raise ops.Conflict("the details given do not match our records for this document")
+        return customer
+    if body.phone is None:
+        raise ops.Invalid("phone: required to register a new customer")
+    return ops.add_customer(
+        session,
+        Customer(
+            document_type=body.document_type.value,
+            document_number=body.document_number,
+            first_name=body.first_name,
+            last_name=body.last_name,
+            date_of_birth=body.date_of_birth,
+            phone=body.phone,
+            email=body.email,
+            country=body.country.value,
+            created_at=at,
+        ),
+    )
+
+
+@router.get(
+    "/applications/lookup",
+    response_model=List[ApplicationStatusOut],
+    tags=["applications"],
+    summary="Status look-up for the applicant",
+    description=(
+        "Give `code` and the owner's `document_number` (that application), or `document_number` and "
+        "`date_of_birth` (all of that customer's applications, newest first). `document_type` defaults to DNI. "
+        f"Anything that does not match (unknown code, someone else's code, wrong date of birth) is 404 with "
+        f"the same body, `{NO_MATCH}`, so the answer never tells whether a code or a customer exists. Income "
+        "and internal notes are left out."
+    ),
+    responses={404: {"model": ErrorOut, "description": "Nothing matches; always the same body."}},
+)
+def lookup_applications(
+    code: Optional[str] = Query(None, max_length=20, description="SOL-XXXXXX; case, spaces and dashes ignored."),
+    document_type: DocumentType = DocumentType.DNI,
+    document_number: Optional[str] = Query(None, max_length=30),
+    date_of_birth: Optional[date] = None,
+    session: Session = Depends(get_session),
+    policy: CreditPolicy = Depends(get_policy),
+) -> List[ApplicationStatusOut]:
+    if document_number is None or (code is None and date_of_birth is None):
+        raise ops.Invalid("give code and document_number, or document_number and date_of_birth")
+    try:
+        number = normalise_document(document_type, document_number)
+    except InvalidDocument as exc:
+        raise ops.Invalid(f"document_number: {exc}") from None
+    wanted = None
+    if code is not None:
+        wanted = ops.normalise_application_code(code)
+        if wanted is None:
+            raise ops.Invalid("code: an application code looks like SOL-7K3M9Q")
+    customer = ops.find_customer_by_document(session, document_type.value, number)
+    matches: List[CreditApplication] = []
+    if customer is not None and (date_of_birth is None or date_of_birth == customer.date_of_birth):
+        applications = session.execute(
+            select(CreditApplication)
+            .where(CreditApplication.customer_id == customer.id)
+            .order_by(CreditApplication.id.desc())
+        ).scalars()
+        matches = [application for application in applications if wanted is None or application.code == wanted]
+    if not matches:
+        raise ops.NotFound(NO_MATCH)
+    return [application_status_out(application, policy) for application in matches]
 
 
 @router.get(
@@ -432,8 +759,10 @@ def create_application(body: ApplicationCreate, session: Session = Depends(get_s
     summary="Get an application with its status history",
     responses=NOT_FOUND,
 )
-def get_application(application_id: Id, session: Session = Depends(get_session)) -> ApplicationOut:
-    return application_out(ops.get_application(session, application_id))
+def get_application(
+    application_id: Id, session: Session = Depends(get_session), policy: CreditPolicy = Depends(get_policy)
+) -> ApplicationOut:
+    return application_out(ops.get_application(session, application_id), policy)
 
 
 @router.post(
@@ -442,19 +771,90 @@ def get_application(application_id: Id, session: Session = Depends(get_session))
     tags=["applications"],
     summary="Move an application to another status",
     description=(
-        "Allowed: received → in_review | cancelled; in_review → referred | approved | rejected | cancelled; "
-        "referred → approved | rejected | cancelled; approved → disbursed | cancelled. Rejected, disbursed and "
-        "cancelled are final. Disbursing books the loan (first installment a month later)."
+        "Allowed: received → in_review | referred | approved | rejected | cancelled; in_review → referred | "
+        "approved | rejected | cancelled; referred → approved | rejected | cancelled; approved → disbursed | "
+        "cancelled. Rejected, disbursed and cancelled are final. Disbursing books the loan (first installment "
+        "a month later)."
     ),
     responses={**NOT_FOUND, 409: {"model": ErrorOut, "description": "Transition not allowed; says why."}},
 )
 def transition_application(
-    application_id: Id, body: TransitionIn, session: Session = Depends(get_session)
+    application_id: Id,
+    body: TransitionIn,
+    session: Session = Depends(get_session),
+    policy: CreditPolicy = Depends(get_policy),
 ) -> ApplicationOut:
     application = ops.get_application(session, application_id)
     ops.transition_application(session, application, body.status, body.note, now_lima())
     session.commit()
-    return application_out(application)
+    return application_out(application, policy)
+
+
+@router.post(
+    "/applications/{application_id}/accept-offer",
+    response_model=ApplicationOut,
+    tags=["applications"],
+    summary="Accept the counter-offer",
+    description=(
+        "The application takes the offer's amount and term and is approved. Accepting again returns the "
+        "same answer; 409 when there is no counter-offer or the application has moved on."
+    ),
+    responses={**NOT_FOUND, **CONFLICT},
+)
+def accept_offer(
+    application_id: Id, session: Session = Depends(get_session), policy: CreditPolicy = Depends(get_policy)
+) -> ApplicationOut:
+    application = ops.get_application(session, application_id)
+    ops.accept_offer(session, application, now_lima())
+    session.commit()
+    return application_out(application, policy)
+
+
+@router.post(
+    "/applications/{application_id}/documents",
+    response_model=DocumentsOut,
+    status_code=201,
+    tags=["applications"],
+    summary="Record a document the customer sent",
+    description=(
+        "`kind` is one of the product's required documents; the file is where `media_url` or the channel's "
+        "`media_id` says (give one). A kind may be sent more than once (both sides of an ID). The answer is "
+        "what has been received and what is still missing. 409 once the application is rejected, cancelled "
+        "or disbursed."
+    ),
+    responses={**NOT_FOUND, **CONFLICT},
+)
+def add_document(
+    application_id: Id,
+    body: DocumentIn,
+    session: Session = Depends(get_session),
+    policy: CreditPolicy = Depends(get_policy),
+) -> DocumentsOut:
+    application = ops.get_application(session, application_id)
+    try:
+        rules = policy.product(application.product_code)
+    except UnknownProduct:
+        raise ops.Conflict(f"product {application.product_code} is not offered any more") from None
+    media_url = str(body.media_url) if body.media_url is not None else None
+    ops.add_document(
+        session, application, rules, body.kind, body.filename, body.content_type, media_url, body.media_id,
+        now_lima(),
+    )
+    session.commit()
+    return documents_out(application, policy)
+
+
+@router.get(
+    "/applications/{application_id}/documents",
+    response_model=DocumentsOut,
+    tags=["applications"],
+    summary="Documents received and missing",
+    responses=NOT_FOUND,
+)
+def list_documents(
+    application_id: Id, session: Session = Depends(get_session), policy: CreditPolicy = Depends(get_policy)
+) -> DocumentsOut:
+    return documents_out(ops.get_application(session, application_id), policy)
 
 
 # --- loans -------------------------------------------------------------------------------------------------
@@ -741,10 +1141,17 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=500, content={"detail": "internal error; the request was not completed"})
 
 
-def create_app(database_url: str, webhook_secret: str) -> FastAPI:
-    """Build the app on a database (tables are created if missing; seeding is ``__main__``'s job)."""
+def create_app(database_url: str, webhook_secret: str, policy: Optional[CreditPolicy] = None) -> FastAPI:
+    """Build the app on a database and a credit policy (default: the policy file).
+
+    Tables are created if missing and the products made to match the policy; seeding is ``__main__``'s job.
+    """
+    policy = policy or load_policy()
     engine = make_engine(database_url)
     Base.metadata.create_all(engine)
+    with make_session_factory(engine)() as session:
+        ops.sync_products(session, policy)
+        session.commit()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -770,6 +1177,7 @@ def create_app(database_url: str, webhook_secret: str) -> FastAPI:
     )
     app.state.sessions = make_session_factory(engine)
     app.state.webhook_secret = webhook_secret
+    app.state.policy = policy
     app.include_router(fixed)
     app.include_router(router)
     app.add_exception_handler(RequestValidationError, _validation_error)

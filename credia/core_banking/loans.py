@@ -1,8 +1,8 @@
-"""Loan arithmetic in Peruvian conventions: TEA to TEM, French schedules, delinquency and payment allocation.
+"""Loan servicing in Peruvian conventions: delinquency, late interest and payment allocation.
 
-Everything is ``Decimal``; money is rounded half-up to cents only where it is booked, so a schedule adds up
-to its principal exactly. Functions take the day they compute for (``as_of``), so they are easy to test and
-the service can pass "today in Lima".
+Rates, installments and schedules live in ``credia.credit.maths`` (one place for loan maths, shared with the
+credit pre-evaluation); they are imported here for the service and its existing callers. Functions take the
+day they compute for (``as_of``), so they are easy to test and the service can pass "today in Lima".
 
 Late interest follows Ley 31143: moratory interest only (no penalty fees), on the overdue *principal* only
 (never on interest, which would capitalise it), simple interest from each due date at the product's moratory
@@ -12,109 +12,28 @@ TEA on a 360-day year.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+from datetime import date, datetime
+from decimal import Decimal
 from typing import List, Optional, Protocol, Sequence
 from zoneinfo import ZoneInfo
 
+from credia.credit.maths import (  # noqa: F401 (re-exported for the service's callers and tests)
+    CENT,
+    ZERO,
+    add_months,
+    french_installment,
+    french_schedule,
+    monthly_rate,
+    period_rate,
+    to_money,
+)
+
 LIMA = ZoneInfo("America/Lima")
-CENT = Decimal("0.01")
-ZERO = Decimal("0.00")
-DAYS_PER_YEAR = 360
-DAYS_PER_MONTH = 30
-# Payment days stay within 1..28 so that every month has the day and schedules can be rebuilt exactly.
-LAST_PAYMENT_DAY = 28
-
-
-def to_money(value: Decimal) -> Decimal:
-    return Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-def ceil_money(value: Decimal) -> Decimal:
-    return Decimal(value).quantize(CENT, rounding=ROUND_CEILING)
 
 
 def today_lima(now: Optional[datetime] = None) -> date:
     """The calendar day in Lima; days past due are counted in the lender's time zone, not the server's."""
     return (now or datetime.now(LIMA)).astimezone(LIMA).date()
-
-
-def period_rate(tea: Decimal, days: int) -> Decimal:
-    """Effective rate for ``days`` days: (1 + TEA)^(days/360) − 1."""
-    return (Decimal(1) + tea) ** (Decimal(days) / Decimal(DAYS_PER_YEAR)) - 1
-
-
-def monthly_rate(tea: Decimal) -> Decimal:
-    """TEM = (1 + TEA)^(30/360) − 1, never TEA/12."""
-    return period_rate(tea, DAYS_PER_MONTH)
-
-
-def french_installment(principal: Decimal, tea: Decimal, term_months: int) -> Decimal:
-    """Fixed installment C = P·i / (1 − (1 + i)^−n), rounded to cents."""
-    if term_months < 1:
-        raise ValueError("term_months must be at least 1")
-    rate = monthly_rate(tea)
-    if rate == 0:
-        return to_money(principal / term_months)
-    return to_money(principal * rate / (1 - (1 + rate) ** -term_months))
-
-
-def add_months(day: date, months: int) -> date:
-    """Same day ``months`` later (or earlier), clamped to the month's last day."""
-    month_index = day.year * 12 + day.month - 1 + months
-    year, month = divmod(month_index, 12)
-    month += 1
-    next_month_first = date(year + (month == 12), month % 12 + 1, 1)
-    return date(year, month, min(day.day, (next_month_first - timedelta(days=1)).day))
-
-
-def payment_day_on_or_before(day: date) -> date:
-    return day if day.day <= LAST_PAYMENT_DAY else day.replace(day=LAST_PAYMENT_DAY)
-
-
-def payment_day_on_or_after(day: date) -> date:
-    return day if day.day <= LAST_PAYMENT_DAY else add_months(day.replace(day=1), 1)
-
-
-@dataclass(frozen=True)
-class ScheduledInstallment:
-    number: int
-    due_date: date
-    principal: Decimal
-    interest: Decimal
-
-    @property
-    def amount(self) -> Decimal:
-        return self.principal + self.interest
-
-
-def french_schedule(
-    principal: Decimal, tea: Decimal, term_months: int, first_due_date: date
-) -> List[ScheduledInstallment]:
-    """Monthly French schedule with the fixed installment from ``french_installment``.
-
-    The balance is carried unrounded (as a spreadsheet would) and each row's interest is rounded to cents;
-    the last installment takes every rounding difference: its principal is whatever is left, so principals
-    sum to ``principal`` exactly, and its amount is the unrounded balance plus interest, rounded once.
-    """
-    principal = to_money(principal)
-    rate = monthly_rate(tea)
-    installment = french_installment(principal, tea, term_months)
-    balance = principal
-    booked_principal = ZERO
-    schedule = []
-    for number in range(1, term_months + 1):
-        exact_interest = balance * rate
-        if number < term_months:
-            interest = to_money(exact_interest)
-            part = installment - interest
-            balance += exact_interest - installment
-        else:
-            part = principal - booked_principal
-            interest = to_money(balance + exact_interest) - part
-        booked_principal += part
-        schedule.append(ScheduledInstallment(number, add_months(first_due_date, number - 1), part, interest))
-    return schedule
 
 
 class InstallmentState(Protocol):

@@ -25,11 +25,15 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    inspect,
     text,
 )
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import declarative_base, relationship
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from credia.credit.policy import EmploymentType  # noqa: F401 (re-exported: the policy defines the types)
+from credia.identity import Country, DocumentType  # noqa: F401 (DocumentType: re-exported for the API)
 
 Base: Any = declarative_base()
 
@@ -89,34 +93,12 @@ def Rate() -> ExactDecimal:  # noqa: N802
     return ExactDecimal(6)
 
 
-class DocumentType(str, enum.Enum):
-    DNI = "DNI"
-    CE = "CE"
-    RUC = "RUC"
-    RUT = "RUT"
-    CURP = "CURP"
-
-
-class Country(str, enum.Enum):
-    PE = "PE"
-    MX = "MX"
-    CO = "CO"
-    CL = "CL"
-
-
 class ConsentChannel(str, enum.Enum):
     WHATSAPP = "whatsapp"
     SMS = "sms"
     EMAIL = "email"
     VOICE = "voice"
     WEB = "web"
-
-
-class EmploymentType(str, enum.Enum):
-    EMPLOYEE = "employee"
-    SELF_EMPLOYED = "self_employed"
-    BUSINESS_OWNER = "business_owner"
-    RETIRED = "retired"
 
 
 class ApplicationStatus(str, enum.Enum):
@@ -156,8 +138,9 @@ class Customer(Base):
     document_type = Column(String(8), nullable=False)
     # Stored compact (no spaces, dashes or dots; DNI without its check character) so look-ups match.
     document_number = Column(String(20), nullable=False)
-    first_name = Column(String(80), nullable=False)
-    last_name = Column(String(80), nullable=False)
+    # Optional: a customer who applies through the assistant may give only document and date of birth.
+    first_name = Column(String(80), nullable=True)
+    last_name = Column(String(80), nullable=True)
     date_of_birth = Column(Date, nullable=False)
     phone = Column(String(16), nullable=False, index=True)
     email = Column(String(254), nullable=True)
@@ -170,7 +153,7 @@ class Customer(Base):
 
     @property
     def full_name(self) -> str:
-        return f"{self.first_name} {self.last_name}"
+        return " ".join(part for part in (self.first_name, self.last_name) if part)
 
 
 class ConsentEvent(Base):
@@ -211,20 +194,40 @@ class CreditProduct(Base):
 
 
 class CreditApplication(Base):
+    """An application; the pre-evaluation's outcome, reasons and offer are kept as they were decided, so the
+    customer is told the same thing later even if the policy has changed since."""
+
     __tablename__ = "credit_applications"
 
     id = Column(Integer, primary_key=True)
+    # What the customer quotes to ask about it: "SOL-" and 6 characters without look-alikes (0/O, 1/I/L).
+    code = Column(String(10), nullable=False, unique=True)
     customer_id = Column(Integer, ForeignKey("customers.id"), nullable=False, index=True)
     product_code = Column(String(20), ForeignKey("credit_products.code"), nullable=False)
     amount = Column(Money(), nullable=False)
     term_months = Column(Integer, nullable=False)
     monthly_income = Column(Money(), nullable=False)
     employment_type = Column(String(20), nullable=False)
+    employment_tenure_months = Column(Integer, nullable=True)
+    channel = Column(String(30), nullable=True)
+    # How to reach the applicant about this application (the customer record keeps its own contact data).
+    phone = Column(String(16), nullable=True)
+    email = Column(String(254), nullable=True)
     status = Column(String(16), nullable=False, default=ApplicationStatus.RECEIVED.value)
+    # Null for applications registered for manual review, without the automatic pre-evaluation.
+    outcome = Column(String(16), nullable=True)
+    reasons = Column(JSON, nullable=False, default=list)
+    offer = Column(JSON, nullable=True)
+    # A retried submission with the same key returns this application, when the request is the same.
+    idempotency_key = Column(String(255), nullable=True, unique=True)
+    request_hash = Column(String(64), nullable=True)
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
     updated_at = Column(UTCDateTime, nullable=False, default=utcnow)
 
     product: CreditProduct = relationship("CreditProduct")
+    documents: List["ApplicationDocument"] = relationship(
+        "ApplicationDocument", back_populates="application", order_by="ApplicationDocument.id"
+    )
     history: List["ApplicationStatusEvent"] = relationship(
         "ApplicationStatusEvent", back_populates="application", order_by="ApplicationStatusEvent.id"
     )
@@ -242,6 +245,38 @@ class ApplicationStatusEvent(Base):
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
 
     application: CreditApplication = relationship("CreditApplication", back_populates="history")
+
+
+class ApplicationDocument(Base):
+    """A document the customer sent for an application: where it is (a URL or a channel's media id)."""
+
+    __tablename__ = "application_documents"
+
+    id = Column(Integer, primary_key=True)
+    application_id = Column(Integer, ForeignKey("credit_applications.id"), nullable=False, index=True)
+    kind = Column(String(40), nullable=False)
+    filename = Column(String(255), nullable=False)
+    content_type = Column(String(100), nullable=False)
+    media_url = Column(String(2000), nullable=True)
+    media_id = Column(String(200), nullable=True)
+    received_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+    application: CreditApplication = relationship("CreditApplication", back_populates="documents")
+
+
+class ProcessingConsent(Base):
+    """Consent to process personal data for a purpose (Ley 29733), kept as evidence of when and where it was
+    given; separate from contact consents, which say which channels may be used."""
+
+    __tablename__ = "processing_consents"
+
+    id = Column(Integer, primary_key=True)
+    customer_id = Column(Integer, ForeignKey("customers.id"), nullable=False, index=True)
+    application_id = Column(Integer, ForeignKey("credit_applications.id"), nullable=True, index=True)
+    purpose = Column(String(40), nullable=False)
+    granted = Column(Boolean, nullable=False)
+    source = Column(String(100), nullable=False)
+    recorded_at = Column(UTCDateTime, nullable=False, default=utcnow)
 
 
 class Loan(Base):
@@ -362,3 +397,22 @@ class PromiseToPay(Base):
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
     resolved_at = Column(UTCDateTime, nullable=True)
 
+
+
+def outdated_tables(engine: Engine) -> List[str]:
+    """Tables of an existing database that lack columns this version needs, as "table (column, ...)".
+
+    There are no migrations in the mock: an old database file is reported so that it can be deleted and
+    seeded afresh, instead of failing later on the first query that needs a new column.
+    """
+    inspector = inspect(engine)
+    existing = set(inspector.get_table_names())
+    problems = []
+    for table in Base.metadata.sorted_tables:
+        if table.name not in existing:
+            continue
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        missing = [column.name for column in table.columns if column.name not in present]
+        if missing:
+            problems.append(f"{table.name} ({', '.join(missing)})")
+    return problems

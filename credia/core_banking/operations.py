@@ -7,6 +7,9 @@ commits by itself, because its idempotency depends on how the transaction ends.
 
 from __future__ import annotations
 
+import random
+import re
+import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -16,19 +19,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from credia.core_banking.loans import (
-    LIMA,
-    ZERO,
-    LoanPosition,
-    add_months,
-    allocate_payment,
-    ceil_money,
-    french_installment,
-    french_schedule,
-    loan_position,
-    payment_day_on_or_before,
-)
+from credia.core_banking.loans import LIMA, LoanPosition, allocate_payment, loan_position
 from credia.core_banking.models import (
+    ApplicationDocument,
     ApplicationStatus,
     ApplicationStatusEvent,
     ConsentChannel,
@@ -42,13 +35,26 @@ from credia.core_banking.models import (
     PaymentPlan,
     PaymentSource,
     PlanStatus,
+    ProcessingConsent,
     PromiseStatus,
     PromiseToPay,
 )
+from credia.credit import maths
+from credia.credit.evaluation import Evaluation, Outcome
+from credia.credit.maths import ZERO, add_months, ceil_money, french_installment, french_schedule
+from credia.credit.policy import CreditPolicy
+from credia.credit.policy import Product as ProductRules
 
-# Transitions a lender's workflow allows; anything else is refused with the reason.
+# Transitions a lender's workflow allows; anything else is refused with the reason. From ``received`` the
+# automatic pre-evaluation may approve, refer or reject at once.
 ALLOWED_TRANSITIONS: Dict[ApplicationStatus, Tuple[ApplicationStatus, ...]] = {
-    ApplicationStatus.RECEIVED: (ApplicationStatus.IN_REVIEW, ApplicationStatus.CANCELLED),
+    ApplicationStatus.RECEIVED: (
+        ApplicationStatus.IN_REVIEW,
+        ApplicationStatus.REFERRED,
+        ApplicationStatus.APPROVED,
+        ApplicationStatus.REJECTED,
+        ApplicationStatus.CANCELLED,
+    ),
     ApplicationStatus.IN_REVIEW: (
         ApplicationStatus.REFERRED,
         ApplicationStatus.APPROVED,
@@ -67,6 +73,35 @@ OPEN_APPLICATION_STATUSES = frozenset(
 # Sanity bounds of the system of record; the assistant's negotiation policy is stricter and applies first.
 MAX_PROMISE_DAYS = 30
 MAX_PLAN_FIRST_DUE_DAYS = 60
+# Application codes: customers read them aloud and type them, so no 0/O, 1/I/L look-alikes.
+CODE_PREFIX = "SOL-"
+CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+CODE_LENGTH = 6
+_CODE_PATTERN = re.compile(rf"^(?:SOL)?([{CODE_ALPHABET}]{{{CODE_LENGTH}}})$")
+_SYSTEM_RANDOM = secrets.SystemRandom()
+# What the pre-evaluation does to the status; a counter-offer stays ``received`` until the customer accepts.
+OUTCOME_STATUS: Dict[Outcome, Optional[ApplicationStatus]] = {
+    Outcome.PRE_APPROVED: ApplicationStatus.APPROVED,
+    Outcome.COUNTER_OFFER: None,
+    Outcome.REFERRED: ApplicationStatus.REFERRED,
+    Outcome.DECLINED: ApplicationStatus.REJECTED,
+}
+OUTCOME_NOTES: Dict[Outcome, str] = {
+    Outcome.PRE_APPROVED: "Preaprobada en la evaluación automática.",
+    Outcome.COUNTER_OFFER: "Contraoferta de la evaluación automática, pendiente de aceptación.",
+    Outcome.REFERRED: "Derivada a un asesor por la evaluación automática.",
+    Outcome.DECLINED: "No aprobada en la evaluación automática.",
+}
+DOCUMENT_STATUSES = frozenset(
+    status.value
+    for status in (
+        ApplicationStatus.RECEIVED,
+        ApplicationStatus.IN_REVIEW,
+        ApplicationStatus.REFERRED,
+        ApplicationStatus.APPROVED,
+    )
+)
+DATA_PROCESSING_PURPOSE = "credit_evaluation"
 
 
 class OperationError(Exception):
@@ -171,6 +206,56 @@ def current_consents(customer: Customer) -> Dict[ConsentChannel, Optional[Consen
     return latest
 
 
+def new_application_code(session: Session, rng: random.Random = _SYSTEM_RANDOM) -> str:
+    """An unused ``SOL-XXXXXX`` code; the seed passes its own generator so demo codes are repeatable."""
+    while True:
+        code = CODE_PREFIX + "".join(rng.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+        if session.execute(select(CreditApplication.id).where(CreditApplication.code == code)).scalar() is None:
+            return code
+
+
+def normalise_application_code(text: str) -> Optional[str]:
+    """The stored form of a code as a customer may type it ("sol 7k3m9q", "7K3M9Q"), or None if it is not one."""
+    match = _CODE_PATTERN.match(re.sub(r"[\s\-_.]", "", text).upper())
+    return CODE_PREFIX + match.group(1) if match else None
+
+
+def find_application_by_key(session: Session, idempotency_key: str) -> Optional[CreditApplication]:
+    return session.execute(
+        select(CreditApplication).where(CreditApplication.idempotency_key == idempotency_key)
+    ).scalar_one_or_none()
+
+
+def sync_products(session: Session, policy: CreditPolicy) -> None:
+    """Make the products table what the policy file says: the file is the single source of products; the
+    table exists for what refers to a product (applications, loans). Products no longer in the file are
+    kept, inactive, because old applications and loans still point at them."""
+    listed = set()
+    for rules in policy.products:
+        product = session.get(CreditProduct, rules.code)
+        if product is None:
+            product = CreditProduct(code=rules.code)
+            session.add(product)
+        product.name = rules.name
+        product.description = rules.description
+        product.currency = rules.currency
+        product.min_amount = rules.amount.min
+        product.max_amount = rules.amount.max
+        product.min_term_months = rules.term_months.min
+        product.max_term_months = rules.term_months.max
+        product.tea = rules.tea
+        product.moratory_tea = rules.moratory_tea
+        product.min_age = rules.age.min
+        product.max_age_at_maturity = rules.age.max_at_maturity
+        product.max_installment_to_income = rules.installment_to_income.default
+        product.requirements = list(rules.requirements)
+        product.active = True
+        listed.add(rules.code)
+    for product in session.execute(select(CreditProduct)).scalars():
+        product.active = product.code in listed
+    session.flush()
+
+
 def create_application(
     session: Session,
     customer: Customer,
@@ -180,8 +265,16 @@ def create_application(
     monthly_income: Decimal,
     employment_type: str,
     at: datetime,
+    code: str,
+    employment_tenure_months: Optional[int] = None,
+    channel: Optional[str] = None,
+    phone: Optional[str] = None,
+    email: Optional[str] = None,
+    idempotency_key: Optional[str] = None,
+    request_hash: Optional[str] = None,
 ) -> CreditApplication:
-    """Register an application within the product's limits; eligibility is judged later, in review."""
+    """Register an application within the product's limits; eligibility is judged by ``record_evaluation``
+    or, for applications registered for manual review, later in review."""
     if not product.active:
         raise Conflict(f"product {product.code} is not offered any more")
     if not product.min_amount <= amount <= product.max_amount:
@@ -204,13 +297,21 @@ def create_application(
     if open_application is not None:
         raise Conflict(f"customer already has application {open_application} in progress for {product.code}")
     application = CreditApplication(
+        code=code,
         customer_id=customer.id,
         product_code=product.code,
         amount=amount,
         term_months=term_months,
         monthly_income=monthly_income,
         employment_type=employment_type,
+        employment_tenure_months=employment_tenure_months,
+        channel=channel,
+        phone=phone,
+        email=email,
         status=ApplicationStatus.RECEIVED.value,
+        reasons=[],
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
         created_at=at,
         updated_at=at,
     )
@@ -224,6 +325,99 @@ def create_application(
 
 def application_installment(application: CreditApplication) -> Decimal:
     return french_installment(application.amount, application.product.tea, application.term_months)
+
+
+def record_processing_consent(
+    session: Session, customer: Customer, application: CreditApplication, source: str, at: datetime
+) -> ProcessingConsent:
+    """Keep the customer's consent to evaluate their data (Ley 29733) with the application it was given for."""
+    consent = ProcessingConsent(
+        customer_id=customer.id,
+        application_id=application.id,
+        purpose=DATA_PROCESSING_PURPOSE,
+        granted=True,
+        source=source,
+        recorded_at=at,
+    )
+    session.add(consent)
+    return consent
+
+
+def worst_days_past_due(session: Session, customer: Customer, today: date) -> int:
+    """Days past due of the customer's most overdue loan with the lender today (0 when none is overdue)."""
+    return max((position(loan, today).days_past_due for loan in loans_of(session, customer)), default=0)
+
+
+def record_evaluation(
+    session: Session, application: CreditApplication, evaluation: Evaluation, at: datetime
+) -> CreditApplication:
+    """Store the pre-evaluation as decided and move the status to match, with a note in the history."""
+    application.outcome = evaluation.outcome.value
+    application.reasons = [reason.as_json() for reason in evaluation.reasons]
+    application.offer = evaluation.offer.as_json() if evaluation.offer is not None else None
+    target = OUTCOME_STATUS[evaluation.outcome]
+    note = OUTCOME_NOTES[evaluation.outcome]
+    if target is None:
+        application.history[-1].note = note
+        session.flush()
+        return application
+    return transition_application(session, application, target, note, at)
+
+
+def accept_offer(session: Session, application: CreditApplication, at: datetime) -> CreditApplication:
+    """The customer takes the counter-offer: the application becomes what was offered, and is approved.
+
+    Accepting twice returns the accepted application, so a retried request does no harm.
+    """
+    offer = application.offer
+    if application.outcome != Outcome.COUNTER_OFFER.value or not offer:
+        raise Conflict(f"application {application.id} has no counter-offer to accept")
+    accepted = (
+        application.status == ApplicationStatus.APPROVED.value
+        and application.amount == Decimal(offer["amount"])
+        and application.term_months == offer["term_months"]
+    )
+    if accepted:
+        return application
+    if application.status != ApplicationStatus.RECEIVED.value:
+        raise Conflict(
+            f"application {application.id} is {application.status}; its counter-offer can no longer be accepted"
+        )
+    application.amount = Decimal(offer["amount"])
+    application.term_months = offer["term_months"]
+    return transition_application(
+        session, application, ApplicationStatus.APPROVED, "Contraoferta aceptada por el cliente.", at
+    )
+
+
+def add_document(
+    session: Session,
+    application: CreditApplication,
+    rules: ProductRules,
+    kind: str,
+    filename: str,
+    content_type: str,
+    media_url: Optional[str],
+    media_id: Optional[str],
+    at: datetime,
+) -> ApplicationDocument:
+    """Record a document the product asks for, while the application is still open."""
+    codes = [document.code for document in rules.required_documents]
+    if kind not in codes:
+        raise Invalid(f"kind must be one of {', '.join(codes)} for {rules.code}")
+    if application.status not in DOCUMENT_STATUSES:
+        raise Conflict(f"application {application.id} is {application.status}; it takes no more documents")
+    document = ApplicationDocument(
+        kind=kind,
+        filename=filename,
+        content_type=content_type,
+        media_url=media_url,
+        media_id=media_id,
+        received_at=at,
+    )
+    application.documents.append(document)
+    session.flush()
+    return document
 
 
 def transition_application(
@@ -281,8 +475,7 @@ def create_loan(
         disbursed_on=disbursed_on,
         created_at=at,
     )
-    first_due = payment_day_on_or_before(add_months(disbursed_on, 1))
-    for row in french_schedule(principal, product.tea, term_months, first_due):
+    for row in french_schedule(principal, product.tea, term_months, maths.first_due_date(disbursed_on)):
         loan.installments.append(
             Installment(
                 number=row.number,

@@ -13,7 +13,18 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConstrainedInt, Extra, Field, StrictBool, conint, constr, validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConstrainedInt,
+    Extra,
+    Field,
+    StrictBool,
+    conint,
+    constr,
+    root_validator,
+    validator,
+)
 
 from credia.core_banking.documents import DOCUMENT_COUNTRIES, InvalidDocument, normalise_document
 from credia.core_banking.loans import CENT, today_lima
@@ -26,6 +37,7 @@ from credia.core_banking.models import (
     PlanStatus,
     PromiseStatus,
 )
+from credia.credit.evaluation import Outcome
 from credia.money import parse_decimal
 
 MAX_AMOUNT = Decimal("1000000000")
@@ -118,6 +130,66 @@ class InputSchema(Schema):
 
 Name = constr(strip_whitespace=True, min_length=1, max_length=80)
 Text = constr(strip_whitespace=True, min_length=1, max_length=50)
+DocumentNumber = constr(strip_whitespace=True, min_length=1, max_length=30)
+Phone = constr(strip_whitespace=True, min_length=1, max_length=30)
+Email = constr(strip_whitespace=True, max_length=254)
+ProductCode = constr(strip_whitespace=True, to_upper=True, min_length=1, max_length=20)
+# Files a customer sends from a phone or the web: photos and PDFs.
+DOCUMENT_CONTENT_TYPES = ("application/pdf", "image/jpeg", "image/png", "image/webp", "image/heic")
+
+
+# Validators shared by every body that registers a customer; ``values`` holds the fields declared before.
+
+
+def _document_of_country(cls: Any, value: DocumentType, values: Dict[str, Any]) -> DocumentType:
+    country = values.get("country")
+    if country is not None and country not in DOCUMENT_COUNTRIES[value]:
+        raise ValueError(f"a {value.value} is not a document of country {country.value}")
+    return value
+
+
+def _valid_document(cls: Any, value: str, values: Dict[str, Any]) -> str:
+    document_type = values.get("document_type")
+    if document_type is None:
+        return value  # the type's own error is reported
+    try:
+        return normalise_document(document_type, value)
+    except InvalidDocument as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _name_letters(cls: Any, value: str) -> str:
+    if not all(char.isalpha() or char in " '-." for char in value):
+        raise ValueError("may contain only letters, spaces, apostrophes, dots and dashes")
+    return value
+
+
+def _adult(cls: Any, value: date) -> date:
+    today = today_lima()
+    age = today.year - value.year - ((today.month, today.day) < (value.month, value.day))
+    if not MIN_CUSTOMER_AGE <= age <= MAX_CUSTOMER_AGE:
+        raise ValueError(f"customer must be between {MIN_CUSTOMER_AGE} and {MAX_CUSTOMER_AGE} years old")
+    return value
+
+
+def _e164(cls: Any, value: str, values: Dict[str, Any]) -> str:
+    country = values.get("country", Country.PE)
+    try:
+        phone = phonenumbers.parse(value, country.value)
+    except phonenumbers.NumberParseException:
+        raise ValueError("is not a phone number") from None
+    if not phonenumbers.is_valid_number(phone):
+        raise ValueError("is not a valid number (use E.164, e.g. +51987654321)")
+    return phonenumbers.format_number(phone, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _email(cls: Any, value: Optional[str]) -> Optional[str]:
+    if not value:
+        return None
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class ErrorOut(Schema):
@@ -127,6 +199,30 @@ class ErrorOut(Schema):
 
 class HealthOut(Schema):
     status: str = Field(..., example="ok")
+
+
+class LowIncomeBandOut(Schema):
+    below: Money
+    ratio: Rate
+
+
+class HighIncomeBandOut(Schema):
+    above: Money
+    ratio: Rate
+
+
+class InstallmentToIncomeOut(Schema):
+    """Largest installment ÷ net monthly income: ``low_income.ratio`` below ``low_income.below``,
+    ``high_income.ratio`` above ``high_income.above``, ``default`` otherwise."""
+
+    default: Rate
+    low_income: Optional[LowIncomeBandOut]
+    high_income: Optional[HighIncomeBandOut]
+
+
+class DocumentRequirementOut(Schema):
+    kind: str = Field(..., description="Document code, as sent in `POST /applications/{id}/documents`.")
+    label: str = Field(..., description="What to ask the customer for, in Spanish.")
 
 
 class ProductOut(Schema):
@@ -142,84 +238,52 @@ class ProductOut(Schema):
     moratory_tea: Rate = Field(..., description="Late interest (TEA) on overdue principal; no penalty fees.")
     min_age: int
     max_age_at_maturity: int
-    max_installment_to_income: Rate = Field(..., description="Largest installment ÷ net monthly income.")
+    max_installment_to_income: Rate = Field(
+        ..., description="Largest installment ÷ net monthly income for most incomes (see installment_to_income)."
+    )
     requirements: List[str] = Field(..., description="Requirements in Spanish, to show to the customer.")
+    origination_fee_rate: Rate = Field(..., description="One-off fee on the amount, deducted at disbursement.")
+    insurance_monthly_rate: Rate = Field(
+        ..., description="Desgravamen insurance per month on the outstanding balance, included in the installment."
+    )
+    min_monthly_income: Money = Field(..., description="Net monthly income below which an application is declined.")
+    employment: Dict[EmploymentType, int] = Field(
+        ..., description="Employment types that may apply, each with the minimum months in the current job."
+    )
+    installment_to_income: InstallmentToIncomeOut
+    required_documents: List[DocumentRequirementOut] = Field(..., description="What the customer must send.")
 
 
 class CustomerCreate(InputSchema):
     # Country first: the document and phone validators read it.
     country: Country = Country.PE
     document_type: DocumentType
-    document_number: constr(strip_whitespace=True, min_length=1, max_length=30) = Field(  # type: ignore[valid-type]
+    document_number: DocumentNumber = Field(  # type: ignore[valid-type]
         ..., description="Spaces, dots and dashes are ignored; a DNI may carry its check character.",
         example="10117410",
     )
     first_name: Name = Field(..., example="María")  # type: ignore[valid-type]
     last_name: Name = Field(..., example="Quispe Mamani")  # type: ignore[valid-type]
     date_of_birth: date
-    phone: constr(strip_whitespace=True, min_length=1, max_length=30) = Field(  # type: ignore[valid-type]
+    phone: Phone = Field(  # type: ignore[valid-type]
         ..., description="E.164, or a national number of the customer's country.", example="+51987654321"
     )
-    email: Optional[constr(strip_whitespace=True, max_length=254)] = None  # type: ignore[valid-type]
+    email: Optional[Email] = None  # type: ignore[valid-type]
 
-    @validator("document_type")
-    def _document_of_country(cls, value: DocumentType, values: Dict[str, Any]) -> DocumentType:
-        country = values.get("country")
-        if country is not None and country not in DOCUMENT_COUNTRIES[value]:
-            raise ValueError(f"a {value.value} is not a document of country {country.value}")
-        return value
-
-    @validator("document_number")
-    def _valid_document(cls, value: str, values: Dict[str, Any]) -> str:
-        document_type = values.get("document_type")
-        if document_type is None:
-            return value  # the type's own error is reported
-        try:
-            return normalise_document(document_type, value)
-        except InvalidDocument as exc:
-            raise ValueError(str(exc)) from None
-
-    @validator("first_name", "last_name")
-    def _name_letters(cls, value: str) -> str:
-        if not all(char.isalpha() or char in " '-." for char in value):
-            raise ValueError("may contain only letters, spaces, apostrophes, dots and dashes")
-        return value
-
-    @validator("date_of_birth")
-    def _adult(cls, value: date) -> date:
-        today = today_lima()
-        age = today.year - value.year - ((today.month, today.day) < (value.month, value.day))
-        if not MIN_CUSTOMER_AGE <= age <= MAX_CUSTOMER_AGE:
-            raise ValueError(f"customer must be between {MIN_CUSTOMER_AGE} and {MAX_CUSTOMER_AGE} years old")
-        return value
-
-    @validator("phone")
-    def _e164(cls, value: str, values: Dict[str, Any]) -> str:
-        country = values.get("country", Country.PE)
-        try:
-            phone = phonenumbers.parse(value, country.value)
-        except phonenumbers.NumberParseException:
-            raise ValueError("is not a phone number") from None
-        if not phonenumbers.is_valid_number(phone):
-            raise ValueError("is not a valid number (use E.164, e.g. +51987654321)")
-        return phonenumbers.format_number(phone, phonenumbers.PhoneNumberFormat.E164)
-
-    @validator("email")
-    def _email(cls, value: Optional[str]) -> Optional[str]:
-        if not value:
-            return None
-        try:
-            return validate_email(value, check_deliverability=False).normalized
-        except EmailNotValidError as exc:
-            raise ValueError(str(exc)) from None
+    _document_country = validator("document_type", allow_reuse=True)(_document_of_country)
+    _document = validator("document_number", allow_reuse=True)(_valid_document)
+    _names = validator("first_name", "last_name", allow_reuse=True)(_name_letters)
+    _birth = validator("date_of_birth", allow_reuse=True)(_adult)
+    _phone = validator("phone", allow_reuse=True)(_e164)
+    _mail = validator("email", allow_reuse=True)(_email)
 
 
 class CustomerOut(Schema):
     id: int
     document_type: DocumentType
     document_number: str
-    first_name: str
-    last_name: str
+    first_name: Optional[str]
+    last_name: Optional[str]
     full_name: str
     date_of_birth: date
     phone: str = Field(..., example="+51987654321")
@@ -256,13 +320,77 @@ class ConsentsOut(Schema):
     history: List[ConsentEventOut] = Field(..., description="Every change, oldest first.")
 
 
+class DataConsentIn(InputSchema):
+    granted: StrictBool = Field(..., description="Must be true: without it the application is not evaluated.")
+    source: constr(strip_whitespace=True, min_length=1, max_length=100) = Field(  # type: ignore[valid-type]
+        ..., description="Where the customer agreed, e.g. chat:<conversation id>, web_form, branch.", example="web_form"
+    )
+
+
 class ApplicationCreate(InputSchema):
-    customer_id: Id
-    product_code: constr(strip_whitespace=True, to_upper=True, min_length=1, max_length=20)  # type: ignore[valid-type]
+    """Either ``customer_id`` (an advisor registers an application of a known customer for manual review) or
+    ``document_number`` with ``date_of_birth`` (the customer applies and gets the pre-evaluation at once)."""
+
+    customer_id: Optional[Id] = Field(None, description="Registration for manual review: no pre-evaluation.")
+    # Country first: the document and phone validators read it.
+    country: Country = Country.PE
+    document_type: DocumentType = DocumentType.DNI
+    document_number: Optional[DocumentNumber] = Field(  # type: ignore[valid-type]
+        None, description="Self-service: the applicant, found or registered by document.", example="70451236"
+    )
+    date_of_birth: Optional[date] = Field(None, description="Must match the customer's if already registered.")
+    first_name: Optional[Name] = None  # type: ignore[valid-type]
+    last_name: Optional[Name] = None  # type: ignore[valid-type]
+    email: Optional[Email] = None  # type: ignore[valid-type]
+    phone: Optional[Phone] = Field(  # type: ignore[valid-type]
+        None, description="Required to register a new customer; E.164 or a national number.", example="+51967812345"
+    )
+    channel: constr(  # type: ignore[valid-type]
+        strip_whitespace=True, to_lower=True, regex=r"^[a-z0-9][a-z0-9_.:-]{0,29}$"
+    ) = Field("api", description="Where the customer applied, e.g. whatsapp, socketio, web, branch.")
+    consent: Optional[DataConsentIn] = Field(
+        None, description="Consent to process personal data (Ley 29733); required for a self-service application."
+    )
+    product_code: ProductCode  # type: ignore[valid-type]
     amount: PositiveMoney
     term_months: conint(ge=1, le=360)  # type: ignore[valid-type]
     monthly_income: PositiveMoney = Field(..., description="Net monthly income.")
     employment_type: EmploymentType
+    employment_tenure_months: Optional[conint(ge=0, le=720)] = Field(  # type: ignore[valid-type]
+        None, description="Months in the current job or business; required for a self-service application."
+    )
+
+    _document_country = validator("document_type", allow_reuse=True)(_document_of_country)
+    _document = validator("document_number", allow_reuse=True)(_valid_document)
+    _names = validator("first_name", "last_name", allow_reuse=True)(_name_letters)
+    _birth = validator("date_of_birth", allow_reuse=True)(_adult)
+    _phone = validator("phone", allow_reuse=True)(_e164)
+    _mail = validator("email", allow_reuse=True)(_email)
+
+    @validator("consent", always=True)
+    def _consent_given(cls, value: Optional[DataConsentIn], values: Dict[str, Any]) -> Optional[DataConsentIn]:
+        if value is None and values.get("document_number") is not None:
+            raise ValueError("required: the customer must agree to the processing of personal data (Ley 29733)")
+        if value is not None and not value.granted:
+            raise ValueError("the customer did not agree to the processing of personal data (Ley 29733)")
+        return value
+
+    @root_validator(skip_on_failure=True)
+    def _one_applicant(cls, values: Dict[str, Any]) -> Dict[str, Any]:
+        if (values.get("customer_id") is None) == (values.get("document_number") is None):
+            raise ValueError(
+                "give customer_id (registration for manual review) or document_number with date_of_birth "
+                "(self-service application, pre-evaluated), not both"
+            )
+        if values.get("document_number") is not None:
+            missing = [name for name in ("date_of_birth", "employment_tenure_months") if values.get(name) is None]
+            if missing:
+                raise ValueError(f"{', '.join(missing)}: required for a self-service application")
+        return values
+
+    @property
+    def self_service(self) -> bool:
+        return self.document_number is not None
 
 
 class TransitionIn(InputSchema):
@@ -277,8 +405,45 @@ class StatusEventOut(Schema):
     created_at: datetime
 
 
+class OfferOut(Schema):
+    """A loan as offered or simulated, with the figures SBS requires next to the installment."""
+
+    product_code: str
+    product_name: str
+    currency: str
+    amount: Money
+    term_months: int
+    tea: Rate = Field(..., description="Tasa efectiva anual, as a fraction (0.45 is 45 %).")
+    tcea: Rate = Field(
+        ...,
+        description="Tasa de costo efectivo anual: the yearly IRR of the amount disbursed (after fees) against the "
+        "installments (with insurance), as a fraction rounded to 0.01 % (0.463 is 46.30 %).",
+    )
+    installment: Money = Field(
+        ..., description="Fixed monthly installment: principal, interest and desgravamen insurance."
+    )
+    origination_fee: Money
+    net_disbursed: Money = Field(..., description="What the customer receives: amount less the origination fee.")
+    total_interest: Money
+    total_insurance: Money
+    total_to_pay: Money = Field(..., description="Every installment added up.")
+    first_due_date: date
+    last_due_date: date
+
+
+class ReasonOut(Schema):
+    code: str = Field(..., example="payment_capacity", description="Stable code for systems and reports.")
+    message: str = Field(..., description="Short explanation for the customer, in Spanish.")
+    alternative: Optional[str] = Field(None, description="What the customer can do instead, in Spanish.")
+
+
+class RequiredDocumentOut(DocumentRequirementOut):
+    received: bool
+
+
 class ApplicationOut(Schema):
     id: int
+    code: str = Field(..., example="SOL-7K3M9Q", description="What the customer quotes to ask about it.")
     customer_id: int
     product_code: str
     product_name: str
@@ -286,13 +451,117 @@ class ApplicationOut(Schema):
     term_months: int
     monthly_income: Money
     employment_type: EmploymentType
+    employment_tenure_months: Optional[int]
+    channel: Optional[str]
+    phone: Optional[str] = Field(None, description="Where to reach the applicant about this application.")
+    email: Optional[str]
     status: ApplicationStatus
-    installment_amount: Money = Field(..., description="Monthly installment at the product's TEA (French).")
+    outcome: Optional[Outcome] = Field(
+        None, description="Pre-evaluation: pre_approved, counter_offer, referred or declined; null when registered "
+        "for manual review."
+    )
+    offer: Optional[OfferOut] = Field(None, description="For pre_approved and counter_offer.")
+    reasons: List[ReasonOut] = Field(..., description="Why it was referred, declined or counter-offered.")
+    required_documents: List[RequiredDocumentOut]
+    installment_amount: Money = Field(
+        ..., description="Monthly installment at the product's TEA (French), without insurance."
+    )
     installment_to_income: Rate = Field(..., description="installment_amount ÷ monthly_income, 4 decimals.")
     loan_id: Optional[int] = Field(None, description="Set once disbursed.")
     created_at: datetime
     updated_at: datetime
     history: List[StatusEventOut]
+
+
+class SimulationIn(InputSchema):
+    product_code: ProductCode  # type: ignore[valid-type]
+    amount: PositiveMoney
+    term_months: conint(ge=1, le=360)  # type: ignore[valid-type]
+
+
+class PublicStatusEventOut(Schema):
+    from_status: Optional[ApplicationStatus]
+    status: ApplicationStatus
+    created_at: datetime
+
+
+class ApplicationStatusOut(Schema):
+    """What the applicant may be told about an application: no income, no internal notes."""
+
+    id: int
+    code: str
+    status: ApplicationStatus
+    outcome: Optional[Outcome]
+    product_code: str
+    product_name: str
+    currency: str
+    amount: Money
+    term_months: int
+    offer: Optional[OfferOut]
+    reasons: List[ReasonOut]
+    required_documents: List[RequiredDocumentOut]
+    created_at: datetime
+    updated_at: datetime
+    history: List[PublicStatusEventOut]
+
+
+class DocumentIn(InputSchema):
+    kind: constr(strip_whitespace=True, to_lower=True, min_length=1, max_length=40) = Field(  # type: ignore[valid-type]
+        ..., description="One of the product's required document kinds.", example="dni"
+    )
+    filename: constr(strip_whitespace=True, min_length=1, max_length=255)  # type: ignore[valid-type]
+    content_type: constr(strip_whitespace=True, to_lower=True, min_length=1, max_length=100) = Field(  # type: ignore[valid-type]
+        ..., description=f"One of {', '.join(DOCUMENT_CONTENT_TYPES)}."
+    )
+    media_url: Optional[AnyHttpUrl] = Field(None, description="Where to fetch the file (http or https).")
+    media_id: Optional[constr(strip_whitespace=True, regex=r"^[A-Za-z0-9._:-]{1,200}$")] = Field(  # type: ignore[valid-type]
+        None, description="The channel's id of the file, e.g. a WhatsApp media id."
+    )
+
+    @validator("filename")
+    def _plain_name(cls, value: str) -> str:
+        if any(char in value for char in "/\\") or not value.isprintable():
+            raise ValueError("must be a file name without folders or control characters")
+        return value
+
+    @validator("content_type")
+    def _accepted_type(cls, value: str) -> str:
+        if value not in DOCUMENT_CONTENT_TYPES:
+            raise ValueError(f"must be one of {', '.join(DOCUMENT_CONTENT_TYPES)}")
+        return value
+
+    @validator("media_url")
+    def _short_url(cls, value: Optional[AnyHttpUrl]) -> Optional[AnyHttpUrl]:
+        if value is not None and len(value) > 2000:
+            raise ValueError("must be at most 2000 characters")
+        return value
+
+    @root_validator(skip_on_failure=True)
+    def _one_location(cls, values: Dict[str, Any]) -> Dict[str, Any]:
+        if (values.get("media_url") is None) == (values.get("media_id") is None):
+            raise ValueError("give media_url or media_id, one of them")
+        return values
+
+
+class DocumentOut(Schema):
+    id: int
+    kind: str
+    label: str
+    filename: str
+    content_type: str
+    media_url: Optional[str]
+    media_id: Optional[str]
+    received_at: datetime
+
+
+class DocumentsOut(Schema):
+    application_id: int
+    code: str
+    product_code: str
+    complete: bool = Field(..., description="True when every required kind has been received at least once.")
+    required: List[RequiredDocumentOut]
+    received: List[DocumentOut] = Field(..., description="Every document received, oldest first.")
+    missing: List[DocumentRequirementOut]
 
 
 class InstallmentOut(Schema):
@@ -442,3 +711,4 @@ class BureauOut(Schema):
     currency: str = "PEN"
     lenders_count: int
     max_days_past_due: int
+

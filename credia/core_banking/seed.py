@@ -1,4 +1,4 @@
-"""Demo data: four Peruvian credit products and 64 customers with applications, loans in every
+"""Demo data: the credit products of the policy file and 64 customers with applications, loans in every
 days-past-due bucket, payments, promises to pay and payment plans.
 
 Everything is placed before ``as_of`` (the day the service seeds itself, in Lima), except installments and
@@ -22,14 +22,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from credia.core_banking import operations as ops
-from credia.core_banking.loans import (
-    LIMA,
-    add_months,
-    delinquency_bucket,
-    payment_day_on_or_after,
-    payment_day_on_or_before,
-)
+from credia.core_banking.loans import LIMA, delinquency_bucket
 from credia.core_banking.models import (
+    ApplicationDocument,
     ApplicationStatus,
     Base,
     ConsentChannel,
@@ -41,98 +36,23 @@ from credia.core_banking.models import (
     Loan,
     PaymentSource,
 )
+from credia.credit.maths import add_months, payment_day_on_or_after, payment_day_on_or_before
+from credia.credit.policy import CreditPolicy, load_policy
 from credia.db import make_session_factory
 
 SEED = 20240611
 D = Decimal
 
-PRODUCTS: Tuple[Dict[str, object], ...] = (
-    dict(
-        code="PERSONAL",
-        name="Préstamo Personal",
-        description="Crédito de libre disponibilidad para trabajadores dependientes e independientes.",
-        min_amount=D("1000"),
-        max_amount=D("50000"),
-        min_term_months=6,
-        max_term_months=48,
-        tea=D("0.45"),
-        moratory_tea=D("0.12"),
-        min_age=21,
-        max_age_at_maturity=75,
-        max_installment_to_income=D("0.30"),
-        requirements=[
-            "DNI vigente",
-            "Ingreso neto mensual desde S/ 1,200",
-            "Últimas 3 boletas de pago o recibos por honorarios de los últimos 6 meses",
-            "Recibo de luz, agua o teléfono de los últimos 2 meses",
-            "Calificación Normal o CPP en el sistema financiero",
-        ],
-    ),
-    dict(
-        code="CONVENIO",
-        name="Préstamo por Convenio",
-        description="Préstamo con descuento por planilla para trabajadores y pensionistas de instituciones "
-        "con convenio.",
-        min_amount=D("1000"),
-        max_amount=D("80000"),
-        min_term_months=6,
-        max_term_months=60,
-        tea=D("0.229"),
-        moratory_tea=D("0.08"),
-        min_age=21,
-        max_age_at_maturity=80,
-        max_installment_to_income=D("0.40"),
-        requirements=[
-            "DNI vigente",
-            "Trabajar en una institución con convenio (nombrado o CAS) o ser pensionista",
-            "Antigüedad laboral mínima de 6 meses",
-            "Últimas 3 boletas de pago",
-            "Autorización de descuento por planilla firmada",
-        ],
-    ),
-    dict(
-        code="PYME",
-        name="Crédito Negocio Pyme",
-        description="Capital de trabajo o compra de activos para micro y pequeñas empresas.",
-        min_amount=D("3000"),
-        max_amount=D("150000"),
-        min_term_months=6,
-        max_term_months=36,
-        tea=D("0.52"),
-        moratory_tea=D("0.15"),
-        min_age=21,
-        max_age_at_maturity=75,
-        max_installment_to_income=D("0.40"),
-        requirements=[
-            "DNI vigente del titular",
-            "RUC activo y habido, con al menos 12 meses de actividad",
-            "Licencia municipal de funcionamiento o constancia del negocio",
-            "Registro de compras y ventas o comprobantes de los últimos 6 meses",
-            "Recibo de servicios del negocio y del domicilio",
-        ],
-    ),
-    dict(
-        code="VEHICULAR",
-        name="Crédito Vehicular",
-        description="Financiamiento de vehículo nuevo o seminuevo para uso particular o de trabajo.",
-        min_amount=D("15000"),
-        max_amount=D("200000"),
-        min_term_months=12,
-        max_term_months=60,
-        tea=D("0.159"),
-        moratory_tea=D("0.08"),
-        min_age=21,
-        max_age_at_maturity=75,
-        max_installment_to_income=D("0.35"),
-        requirements=[
-            "DNI vigente",
-            "Cuota inicial desde el 20 % del valor del vehículo",
-            "Proforma o cotización del concesionario",
-            "Sustento de ingresos de los últimos 3 meses",
-            "Seguro vehicular endosado a favor de la entidad",
-        ],
-    ),
-)
+# New customers (not in the seed) whose mock bureau report has each rating, for demos and end-to-end tests of
+# the application journey: with a clean request, Normal is pre-approved, CPP is referred to an advisor, and
+# the other three are declined. The bureau is deterministic per document (``credia.core_banking.bureau``).
+BUREAU_SAMPLE_DNIS: Dict[str, str] = {
+    "Normal": "71000002",
+    "CPP": "71000006",
+    "Deficiente": "71000022",
+    "Dudoso": "71000005",
+    "Pérdida": "71000012",
+}
 
 
 @dataclass(frozen=True)
@@ -438,15 +358,37 @@ def _loan_dates(spec: LoanSpec, as_of: date) -> Tuple[date, date]:
     return add_months(first_due, -1), anchor
 
 
+@dataclass
+class _Context:
+    """What every seeded row draws on: the policy's products, and a generator of repeatable codes kept apart
+    from the data generator, so adding codes did not change the demo customers."""
+
+    policy: CreditPolicy
+    products: Dict[str, CreditProduct]
+    codes: random.Random
+
+
 def _seed_application(
-    session: Session, customer: Customer, product: CreditProduct, spec: CustomerSpec,
+    session: Session, context: _Context, customer: Customer, product: CreditProduct, spec: CustomerSpec,
     amount: Decimal, term: int, status: ApplicationStatus, start: datetime, end: Optional[datetime] = None,
 ) -> CreditApplication:
-    """Create an application and walk it to ``status``; steps spread between ``start`` and ``end``."""
+    """Create an application and walk it to ``status``; steps spread between ``start`` and ``end``.
+
+    Applications that reached review have every required document, as the review note says.
+    """
     application = ops.create_application(
-        session, customer, product, amount, term, spec.monthly_income, spec.employment.value, start
+        session, customer, product, amount, term, spec.monthly_income, spec.employment.value, start,
+        code=ops.new_application_code(session, context.codes),
     )
     steps = PATH_TO[status]
+    if ApplicationStatus.IN_REVIEW in steps:
+        for document in context.policy.product(product.code).required_documents:
+            application.documents.append(
+                ApplicationDocument(
+                    kind=document.code, filename=f"{document.code}.pdf", content_type="application/pdf",
+                    media_id=f"seed-{application.code}-{document.code}", received_at=start,
+                )
+            )
     for position, target in enumerate(steps, start=1):
         if end is not None and position == len(steps):
             at = end
@@ -457,15 +399,16 @@ def _seed_application(
 
 
 def _seed_loan(
-    session: Session, rng: random.Random, customer: Customer, spec: CustomerSpec, loan_spec: LoanSpec,
-    products: Dict[str, CreditProduct], as_of: date, sequence: List[int],
+    session: Session, rng: random.Random, context: _Context, customer: Customer, spec: CustomerSpec,
+    loan_spec: LoanSpec, as_of: date, sequence: List[int],
 ) -> None:
-    product = products[loan_spec.product]
+    product = context.products[loan_spec.product]
     disbursed_on, anchor = _loan_dates(loan_spec, as_of)
     disbursed_at = _at(disbursed_on, 11)
     if loan_spec.from_application:
         application = _seed_application(
-            session, customer, product, spec, loan_spec.principal, loan_spec.term, ApplicationStatus.DISBURSED,
+            session, context, customer, product, spec, loan_spec.principal, loan_spec.term,
+            ApplicationStatus.DISBURSED,
             _at(disbursed_on - timedelta(days=4), 9), disbursed_at,
         )
         loan = application.loan
@@ -529,15 +472,14 @@ def _customer_since(spec: CustomerSpec, as_of: date, rng: random.Random) -> date
     return earliest - timedelta(days=rng.randint(1, 400))
 
 
-def seed(session: Session, as_of: date, rng_seed: int = SEED) -> None:
-    """Insert products and customers; the same ``as_of`` and ``rng_seed`` always give the same rows."""
+def seed(session: Session, as_of: date, rng_seed: int = SEED, policy: Optional[CreditPolicy] = None) -> None:
+    """Insert the policy's products and the customers; the same ``as_of``, ``rng_seed`` and policy always give
+    the same rows. Demo loans and applications use products that the default policy file defines."""
     rng = random.Random(rng_seed)
-    products = {}
-    for values in PRODUCTS:
-        product = CreditProduct(**values, currency="PEN", active=True)
-        session.add(product)
-        products[product.code] = product
-    session.flush()
+    policy = policy or load_policy()
+    ops.sync_products(session, policy)
+    products = {product.code: product for product in session.execute(select(CreditProduct)).scalars()}
+    context = _Context(policy, products, random.Random(f"{rng_seed}:application-codes"))
     sequence = [0]
     for spec in (*DEMO, *_generated_customers(rng, as_of)):
         since = _customer_since(spec, as_of, rng)
@@ -553,21 +495,21 @@ def seed(session: Session, as_of: date, rng_seed: int = SEED) -> None:
             day = max(since, as_of - timedelta(days=rng.randint(2, 60)))
             ops.record_consent(session, customer, channel, False, "whatsapp_opt_out", _at(day, 18))
         for loan_spec in spec.loans:
-            _seed_loan(session, rng, customer, spec, loan_spec, products, as_of, sequence)
+            _seed_loan(session, rng, context, customer, spec, loan_spec, as_of, sequence)
         for app in spec.applications:
             start = _at(as_of - timedelta(days=app.days_ago), 10)
             product = products[app.product]
-            _seed_application(session, customer, product, spec, app.amount, app.term, app.status, start)
+            _seed_application(session, context, customer, product, spec, app.amount, app.term, app.status, start)
     session.flush()
 
 
-def seed_if_empty(engine: Engine, as_of: date) -> bool:
+def seed_if_empty(engine: Engine, as_of: date, policy: Optional[CreditPolicy] = None) -> bool:
     """Create the tables and seed them when there is no customer yet; return whether it seeded."""
     Base.metadata.create_all(engine)
     with make_session_factory(engine)() as session:
         if session.execute(select(func.count(Customer.id))).scalar_one():
             return False
-        seed(session, as_of)
+        seed(session, as_of, policy=policy)
         session.commit()
     return True
 
@@ -583,5 +525,11 @@ def demo_rows(customers: Sequence[DemoCustomer]) -> List[str]:
     return rows
 
 
+def bureau_sample_rows() -> List[str]:
+    """Markdown table of the new-customer DNIs per bureau rating, for the application journey."""
+    rows = ["| DNI | bureau rating |", "| --- | --- |"]
+    return rows + [f"| {dni} | {rating} |" for rating, dni in BUREAU_SAMPLE_DNIS.items()]
+
+
 if __name__ == "__main__":
-    print("\n".join(demo_rows(demo_customers())))
+    print("\n".join([*demo_rows(demo_customers()), "", *bureau_sample_rows()]))

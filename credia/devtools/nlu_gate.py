@@ -1,9 +1,11 @@
 """Fail when the NLU results on the held-out test set fall below the agreed thresholds.
 
-Reads the ``intent_report.json`` that ``rasa test nlu --out DIR`` writes and checks the weighted F1
-over all intents and the F1 of every single intent, so one intent cannot quietly collapse.
+Reads the reports that ``rasa test nlu --out DIR`` writes: the weighted F1 over all intents, the F1 of every
+single intent (so one intent cannot quietly collapse), and the weighted F1 of the entities of each entity
+extractor (DIET's learned entities, the rule-based Spanish value extractor).
 
-Usage: ``python -m credia.devtools.nlu_gate results/nlu --min-weighted-f1 0.85 --min-intent-f1 0.7``.
+Usage: ``python -m credia.devtools.nlu_gate results/nlu --min-weighted-f1 0.85 --min-intent-f1 0.7
+--min-entity-f1 0.8``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 from pathlib import Path
 
 SUMMARY_KEYS = {"accuracy", "macro avg", "weighted avg", "micro avg"}
+NOT_ENTITY_REPORTS = {"intent_report.json", "response_selection_report.json"}
 
 
 def check(report: dict, min_weighted_f1: float, min_intent_f1: float) -> list[str]:
@@ -30,15 +33,32 @@ def check(report: dict, min_weighted_f1: float, min_intent_f1: float) -> list[st
     return failures
 
 
+def check_entities(results_dir: Path, min_entity_f1: float) -> list[str]:
+    """One message per extractor whose weighted entity F1 is below the threshold."""
+    failures = []
+    for path in sorted(results_dir.glob("*_report.json")):
+        if path.name in NOT_ENTITY_REPORTS:
+            continue
+        report = json.loads(path.read_text())
+        extractor = path.name.removesuffix("_report.json")
+        weighted = report.get("weighted avg", {}).get("f1-score", 0.0)
+        print(f"  entities by {extractor}: weighted F1 {weighted:.3f}")
+        if weighted < min_entity_f1:
+            failures.append(f"entities by {extractor}: F1 {weighted:.3f} < {min_entity_f1}")
+    return failures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("results_dir", type=Path)
     parser.add_argument("--min-weighted-f1", type=float, default=0.85)
     parser.add_argument("--min-intent-f1", type=float, default=0.70)
+    parser.add_argument("--min-entity-f1", type=float, default=0.80)
     args = parser.parse_args()
     report = json.loads((args.results_dir / "intent_report.json").read_text())
     print(f"NLU held-out: weighted F1 {report['weighted avg']['f1-score']:.3f}, accuracy {report['accuracy']:.3f}")
     failures = check(report, args.min_weighted_f1, args.min_intent_f1)
+    failures += check_entities(args.results_dir, args.min_entity_f1)
     for failure in failures:
         print(f"  FAIL {failure}")
     sys.exit(1 if failures else 0)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import requests
 
-from credia.launcher import Ports
-from credia.processes import free_port
+from credia.launcher import Ports, build_processes, start_all, stop_all
+from credia.processes import ManagedProcess, free_port
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +40,34 @@ class Chat:
         response = requests.post(self.url, json={"sender": self.sender, "message": message}, timeout=60)
         response.raise_for_status()
         return "\n".join(reply.get("text", "") for reply in response.json())
+
+
+@dataclass
+class Assistant:
+    """Every process of the assistant, started for real on free ports and a fresh var directory."""
+
+    processes: dict[str, ManagedProcess]
+    ports: Ports
+
+    @property
+    def rasa_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.rasa}"
+
+    @property
+    def core_banking_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.core_banking}"
+
+    def chat(self, sender: str) -> Chat:
+        return Chat(self.rasa_url, sender)
+
+
+@pytest.fixture(scope="session")
+def assistant(model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Assistant]:
+    """One running assistant for the end-to-end tests that only talk to it (each uses its own senders)."""
+    ports = free_ports()
+    processes = build_processes(model, tmp_path_factory.mktemp("assistant") / "var", ports)
+    try:
+        start_all(processes)
+        yield Assistant(processes, ports)
+    finally:
+        stop_all(processes)
