@@ -32,6 +32,7 @@ CREDIT_STEPS = (
 )
 # Slots asked before consent: nothing personal. After a "no" to consent the form stops there.
 BEFORE_CONSENT = CREDIT_STEPS[: CREDIT_STEPS.index("personal_data_consent") + 1]
+PERSONAL_SLOTS = frozenset(CREDIT_STEPS[len(BEFORE_CONSENT):])
 # Intents that rules answer in the middle of a form (then the form asks again); any other message that fills
 # nothing is a failed answer to the pending question.
 SIDE_INTENTS = frozenset(
@@ -397,6 +398,21 @@ class ValidateCreditApplicationForm(CreditFormValidation):
     def name(self) -> str:
         return f"validate_{CREDIT_FORM}"
 
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
+        """Personal data given before consent is not kept (Ley 29733); it is asked for again after consent."""
+        events = await super().run(dispatcher, tracker, domain)
+        consent = next(
+            (e["value"] for e in events if e.get("event") == "slot" and e.get("name") == "personal_data_consent"),
+            tracker.get_slot("personal_data_consent"),
+        )
+        if consent is True:
+            return events
+        kept = [e for e in events if not (e.get("event") == "slot" and e.get("name") in PERSONAL_SLOTS)]
+        given = [slot for slot in PERSONAL_SLOTS if tracker.get_slot(slot) is not None]
+        if given and tracker.get_slot("requested_slot") == "personal_data_consent":
+            dispatcher.utter_message(text="Antes de registrar sus datos personales necesito su autorización.")
+        return kept + [SlotSet(slot, None) for slot in given]
+
     async def required_slots(
         self, domain_slots: list[str], dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[str]:
@@ -506,7 +522,8 @@ class ActionCreditIntro(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         answered = [slot for slot in CREDIT_STEPS if tracker.get_slot(slot) is not None]
-        if answered and tracker.get_slot("personal_data_consent") is not False:
+        resumed = any(e.get("event") == "active_loop" and e.get("name") == CREDIT_FORM for e in tracker.events)
+        if resumed and answered and tracker.get_slot("personal_data_consent") is not False:
             dispatcher.utter_message(
                 text=f"Retomemos su solicitud: ya tengo {len(answered)} de {len(CREDIT_STEPS)} datos."
             )

@@ -58,6 +58,11 @@ from credia.identity import country_profile
 
 logger = logging.getLogger(__name__)
 
+# The entity types this extractor produces (time in a job comes out as term_months with a role).
+ENTITY_TYPES = frozenset(
+    {values.AMOUNT, values.TERM_MONTHS, values.DATE, values.DOCUMENT_NUMBER, values.EMAIL, values.PHONE,
+     values.APPLICATION_CODE}
+)
 INCOME_ROLE = "income"
 # Time in a job is a number of months like a loan term; the role tells the form which question it answers.
 TENURE_ROLE = "tenure"
