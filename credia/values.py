@@ -343,6 +343,15 @@ def _term_value(number: Decimal, unit: str, half: bool) -> int:
     return int(months)
 
 
+def _term_match_months(match: "re.Match[str]") -> int:
+    """The months a match of ``_TERM`` stands for ("medio año", "año y medio", "18 meses", "2 años")."""
+    if match["half_year"]:
+        return 6
+    if match["year_and_half"]:
+        return 18
+    return _term_value(Decimal(match["num"].replace(",", ".")), match["unit"], bool(match["half"]))
+
+
 def _scan_terms(folded: _Folded) -> Iterator[Tuple[int, int, Union[int, ValueParseError], bool]]:
     text = folded.text
     for match in _TERM.finditer(text):
@@ -350,12 +359,7 @@ def _scan_terms(folded: _Folded) -> Iterator[Tuple[int, int, Union[int, ValuePar
         if _NOT_TERM_BEFORE.search(text, max(0, start - 40), start) or _NOT_TERM_AFTER.match(text, end):
             continue
         try:
-            if match["half_year"]:
-                value = 6
-            elif match["year_and_half"]:
-                value = 18
-            else:
-                value = _term_value(Decimal(match["num"].replace(",", ".")), match["unit"], bool(match["half"]))
+            value = _term_match_months(match)
         except ValueParseError as error:
             yield (*folded.span(start, end), error, True)
             continue
@@ -385,15 +389,9 @@ def extract_tenures(text: str) -> List[Found[int]]:
         if not (_TENURE_BEFORE.search(folded.text, max(0, start - 40), start) or _TENURE_AFTER.match(folded.text, end)):
             continue
         try:
-            if match["half_year"]:
-                value = 6
-            elif match["year_and_half"]:
-                value = 18
-            else:
-                value = _term_value(Decimal(match["num"].replace(",", ".")), match["unit"], bool(match["half"]))
+            found.append(Found(*folded.span(start, end), _term_match_months(match), True))
         except ValueParseError:
             continue
-        found.append(Found(*folded.span(start, end), value, True))
     return found
 
 

@@ -63,3 +63,11 @@ class CoreBankingClient:
         except NotFound:
             return []
         return found if isinstance(found, list) else [found]
+
+    async def application_documents(self, application_id: int) -> dict[str, Any]:
+        """Required, received and missing documents of an application."""
+        return await self.http.request("GET", f"/applications/{application_id}/documents")
+
+    async def add_document(self, application_id: int, document: dict[str, Any]) -> dict[str, Any]:
+        """Store a document (kind, filename, content_type, media_url or media_id) against an application."""
+        return await self.http.request("POST", f"/applications/{application_id}/documents", json=document)

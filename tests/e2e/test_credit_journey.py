@@ -118,3 +118,39 @@ def test_status_is_told_to_the_applicant_and_never_to_someone_else(assistant: As
     owner_again.say("71234561")
     reply = owner_again.say("20/01/1988")
     assert code in reply and "Préstamo Personal" in reply
+
+
+async def test_documents_sent_over_the_web_chat_are_stored_against_the_application(assistant: Assistant) -> None:
+    """The socket.io channel carries attachments in the message metadata; REST cannot, so the same
+    conversation (same sender id) applies over REST and sends its document over socket.io."""
+    import asyncio
+
+    import socketio
+
+    sender = "e2e-documentos"
+    replies, _ = apply(assistant.chat(sender), application_answers("71234565", "08/08/1992", "rosa@correo.pe", "976543210"))
+    code = CODE.search(replies[-1]).group()
+
+    client = socketio.AsyncClient()
+    answers: asyncio.Queue = asyncio.Queue()
+    client.on("bot_uttered", answers.put)
+    await client.connect(assistant.rasa_url, socketio_path="/socket.io", transports=["polling"])
+    try:
+        await client.emit("session_request", {"session_id": sender})
+        await client.emit("user_uttered", {
+            "session_id": sender,
+            "message": "/send_document",
+            "metadata": {"attachments": [
+                {"filename": "dni.jpg", "content_type": "image/jpeg", "media_url": "https://cdn.example.pe/dni.jpg"}
+            ]},
+        })
+        reply = (await asyncio.wait_for(answers.get(), timeout=30))["text"]
+    finally:
+        await client.disconnect()
+    assert reply.startswith("Recibí:") and "Aún falta" in reply
+
+    [application] = [a for a in customer_applications(assistant, "71234565") if a["code"] == code]
+    documents = requests.get(
+        f"{assistant.core_banking_url}/applications/{application['id']}/documents", timeout=10
+    ).json()
+    assert [d["filename"] for d in documents["received"]] == ["dni.jpg"]
