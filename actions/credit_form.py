@@ -7,6 +7,7 @@ message adds an example and the offer of a person.
 
 from __future__ import annotations
 
+import logging
 from abc import abstractmethod
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -19,9 +20,12 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.base import BackendAction
+from credia.backends import BackendError
 from credia.backends.core_banking import CoreBankingClient
 from credia.identity import DocumentType, InvalidDocument, normalise_document
 from credia.money import format_money
+
+logger = logging.getLogger(__name__)
 
 CREDIT_FORM = "credit_application_form"
 SIMULATION_FORM = "simulation_form"
@@ -328,7 +332,15 @@ class CreditFormValidation(FormValidationAction):
         """``validate_<form>``."""
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
-        events = await super().run(dispatcher, tracker, domain)
+        try:
+            events = await super().run(dispatcher, tracker, domain)
+        except BackendError as exc:
+            # Product ranges come from core banking: without it the answer cannot be checked now; the form
+            # asks the same question again instead of failing.
+            logger.warning("%s could not validate: %s", self.name(), exc)
+            dispatcher.utter_message(response="utter_backend_unavailable")
+            requested = tracker.get_slot("requested_slot")
+            return [SlotSet(requested, None)] if requested else []
         return events + self._unanswered(dispatcher, tracker, events)
 
     def _unanswered(
@@ -394,6 +406,36 @@ UNREADABLE = {
 }
 
 
+CHANGE_TEXT = {
+    "product": lambda value: "el producto",
+    "amount": lambda value: f"el monto a {format_money(value)}",
+    "term_months": lambda value: f"el plazo a {value} meses",
+    "monthly_income": lambda value: f"su ingreso a {format_money(value)}",
+}
+
+
+def previous_value(tracker: Tracker, slot: str) -> Any:
+    """The slot's value before the customer's latest message."""
+    events = tracker.events
+    last_user = max((i for i, e in enumerate(events) if e.get("event") == "user"), default=len(events))
+    return next(
+        (e.get("value") for e in reversed(events[:last_user]) if e.get("event") == "slot" and e.get("name") == slot),
+        None,
+    )
+
+
+def confirm_changes(dispatcher: CollectingDispatcher, tracker: Tracker, events: list[EventType]) -> None:
+    """Say so when an answer given earlier was changed ("mejor a 24 meses"), so the customer knows it took."""
+    requested = tracker.get_slot("requested_slot")
+    for event in events:
+        slot, value = event.get("name"), event.get("value")
+        if event.get("event") != "slot" or slot not in CHANGE_TEXT or slot == requested or value is None:
+            continue
+        before = previous_value(tracker, slot)
+        if before is not None and str(before) != str(value):
+            dispatcher.utter_message(text=f"Listo, cambié {CHANGE_TEXT[slot](value)}.")
+
+
 class ValidateCreditApplicationForm(CreditFormValidation):
     def name(self) -> str:
         return f"validate_{CREDIT_FORM}"
@@ -406,6 +448,7 @@ class ValidateCreditApplicationForm(CreditFormValidation):
             tracker.get_slot("personal_data_consent"),
         )
         if consent is True:
+            confirm_changes(dispatcher, tracker, events)
             return events
         kept = [e for e in events if not (e.get("event") == "slot" and e.get("name") in PERSONAL_SLOTS)]
         given = [slot for slot in PERSONAL_SLOTS if tracker.get_slot(slot) is not None]

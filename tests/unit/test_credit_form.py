@@ -19,6 +19,7 @@ from actions.credit_form import (
     check_income,
     check_phone,
     check_term,
+    confirm_changes,
     reject,
 )
 
@@ -105,3 +106,34 @@ async def test_personal_data_before_consent_is_not_kept() -> None:
     )
     assert {"event": "slot", "name": "document_number", "value": None, "timestamp": None} in events
     assert "autorización" in dispatcher.messages[-1]["text"]
+
+
+def test_a_changed_earlier_answer_is_confirmed() -> None:
+    dispatcher = CollectingDispatcher()
+    events = [
+        {"event": "slot", "name": "term_months", "value": "18"},
+        {"event": "user", "text": "mejor a 24 meses"},
+        {"event": "slot", "name": "term_months", "value": "24"},
+    ]
+    latest = {"text": "mejor a 24 meses", "intent": {"name": "inform"}, "entities": []}
+    current = Tracker("cliente", {"term_months": "24", "requested_slot": "email"}, latest, events, False, None,
+                      {"name": "credit_application_form"}, "")
+    confirm_changes(dispatcher, current, [{"event": "slot", "name": "term_months", "value": "24"}])
+    confirm_changes(dispatcher, current, [{"event": "slot", "name": "email", "value": "a@b.pe"}])
+    assert [m["text"] for m in dispatcher.messages] == ["Listo, cambié el plazo a 24 meses."]
+
+
+async def test_core_banking_down_while_validating_asks_again_politely(monkeypatch: pytest.MonkeyPatch) -> None:
+    from credia.processes import free_port
+
+    monkeypatch.setenv("CORE_BANKING_URL", f"http://127.0.0.1:{free_port()}")
+    dispatcher = CollectingDispatcher()
+    events = [{"event": "user", "text": "8 mil"}, {"event": "slot", "name": "amount", "value": "8000.00"}]
+    domain = {"forms": {"credit_application_form": {"required_slots": ["product", "amount"]}},
+              "slots": {"product": {"type": "text"}, "amount": {"type": "text"}}}
+    latest = {"text": "8 mil", "intent": {"name": "inform"}, "entities": []}
+    current = Tracker("cliente", {"product": "PERSONAL", "amount": "8000.00", "requested_slot": "amount"}, latest,
+                      events, False, None, {"name": "credit_application_form"}, "")
+    result = await ValidateCreditApplicationForm().run(dispatcher, current, domain)
+    assert [m["response"] for m in dispatcher.messages] == ["utter_backend_unavailable"]
+    assert result == [{"event": "slot", "name": "amount", "value": None, "timestamp": None}]
