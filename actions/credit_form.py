@@ -8,6 +8,7 @@ message adds an example and the offer of a person.
 from __future__ import annotations
 
 import logging
+import re
 from abc import abstractmethod
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -20,12 +21,15 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.base import BackendAction
-from credia.backends import BackendError
+from credia.backends import BackendError, NotFound
 from credia.backends.core_banking import CoreBankingClient
+from credia.credit.evaluation import age_at_maturity, age_on
 from credia.identity import DocumentType, InvalidDocument, normalise_document
 from credia.money import format_money
 
 logger = logging.getLogger(__name__)
+
+PRODUCT_CODE = re.compile(r"[A-Z0-9_]{1,20}")
 
 CREDIT_FORM = "credit_application_form"
 SIMULATION_FORM = "simulation_form"
@@ -60,24 +64,15 @@ def first(value: Any) -> Any:
     return value[0] if isinstance(value, list) and value else value
 
 
-def age_on(born: date, day: date) -> int:
-    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
-
-
-def add_months(day: date, months: int) -> date:
-    month_index = day.month - 1 + months
-    year, month = day.year + month_index // 12, month_index % 12 + 1
-    return date(year, month, min(day.day, 28))
-
-
 async def product_info(code: Optional[str]) -> Optional[dict[str, Any]]:
     """The product as core banking describes it (ranges, rate, age limits), or None when unknown."""
-    if not code:
+    # The code can come from a button payload a customer typed by hand: only a well-formed code reaches the URL.
+    if not code or not PRODUCT_CODE.fullmatch(str(code)):
         return None
-    for product in await CoreBankingClient().products():
-        if product["code"] == code:
-            return product
-    return None
+    try:
+        return await CoreBankingClient().product(code)
+    except NotFound:
+        return None
 
 
 def step_prefix(tracker: Tracker, slot: str) -> str:
@@ -301,7 +296,7 @@ def check_birth_date(value: Any, product: Optional[dict[str, Any]], term: Option
         raise Invalid(f"Para solicitar este crédito debe tener al menos {minimum} años.", "Por ejemplo: «15/03/1990».")
     if product and term:
         maximum = product["max_age_at_maturity"]
-        if age_on(born, add_months(today, term)) > maximum:
+        if age_at_maturity(born, today, term) > maximum:
             raise Invalid(
                 f"Para {product['name']} la edad al terminar de pagar no puede pasar de {maximum} años; "
                 "un plazo más corto podría funcionar (escriba, por ejemplo, «mejor a 12 meses»).",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
-from typing import Any, Dict, FrozenSet, Generic, Iterable, Iterator, List, Match, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, FrozenSet, Generic, Iterable, Iterator, List, Match, Optional, Tuple, TypeVar, Union
 
 import dateparser
 import phonenumbers
@@ -286,18 +286,12 @@ def extract_amounts(text: str) -> List[Found[Decimal]]:
 def parse_amount(text: str) -> Decimal:
     """The amount a customer answers to "¿cuánto?": "5 mil", "S/ 5,000.50", "mil quinientos", "3500".
     A number that reads better as something else (a DNI, a phone, a date) is not taken for an amount."""
-    folded = _fold(text)
-    if _NEGATIVE.search(folded.text):
+    if _NEGATIVE.search(_fold(text).text):
         raise ValueParseError("amount must be positive")
-    amounts = _distinct(found.value for kind, found in find_values(text) if kind == AMOUNT)
-    if len(amounts) > 1:
-        raise ValueParseError("several amounts: " + ", ".join(str(v) for v in amounts))
-    if amounts:
-        return amounts[0]
-    errors = [value for _s, _e, value, _x in _scan_amounts(folded) if isinstance(value, ValueParseError)]
-    if errors:
-        raise errors[0]
-    raise ValueParseError("no amount found")
+    amount = _single_value(text, AMOUNT, "amounts", _scan_amounts)
+    if amount is None:
+        raise ValueParseError("no amount found")
+    return amount
 
 
 # --- terms ---------------------------------------------------------------------------------------------------------
@@ -403,15 +397,10 @@ def extract_terms(text: str) -> List[Found[int]]:
 
 def parse_term_months(text: str) -> int:
     """The term a customer answers to "¿en cuántos meses?": "18 meses", "dos años", "año y medio", "24"."""
+    term = _single_value(text, TERM_MONTHS, "terms", _scan_terms)
+    if term is not None:
+        return term
     folded = _fold(text)
-    terms = _distinct(found.value for kind, found in find_values(text) if kind == TERM_MONTHS)
-    if len(terms) > 1:
-        raise ValueParseError("several terms: " + ", ".join(str(v) for v in terms))
-    if terms:
-        return terms[0]
-    errors = [value for _s, _e, value, _x in _scan_terms(folded) if isinstance(value, ValueParseError)]
-    if errors:
-        raise errors[0]
     if re.match(r"\s*-", folded.text):
         raise ValueParseError("term must be at least one month")
     alone = re.fullmatch(r"\s*(?:(?:a|en|plazo(?:\s+de)?)\s+)?(?P<num>\d+(?:[.,]\d+)?)\s*[.!]?\s*", folded.text)
@@ -700,6 +689,22 @@ def find_values(text: str, region: str = "PE", today: Optional[date] = None) -> 
         if all(found.end <= other.start or other.end <= found.start for _kind, other in kept):
             kept.append((kind, found))
     return sorted(kept, key=lambda item: item[1].start)
+
+
+def _single_value(
+    text: str, kind: str, plural: str, scan: Callable[[_Folded], Iterable[Tuple[int, int, Any, bool]]]
+) -> Any:
+    """The one value of ``kind`` in ``text``, or None; several different ones, or a value the scanner found
+    but could not read ("0 meses"), raise ``ValueParseError`` with the reason."""
+    found = _distinct(item.value for found_kind, item in find_values(text) if found_kind == kind)
+    if len(found) > 1:
+        raise ValueParseError(f"several {plural}: " + ", ".join(str(v) for v in found))
+    if found:
+        return found[0]
+    errors = [value for _s, _e, value, _x in scan(_fold(text)) if isinstance(value, ValueParseError)]
+    if errors:
+        raise errors[0]
+    return None
 
 
 def _distinct(values: Iterable[V]) -> List[V]:

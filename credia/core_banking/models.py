@@ -8,7 +8,6 @@ what depends on "today" (installment status, days past due, late interest) is co
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, List, Optional
 
@@ -17,72 +16,23 @@ from sqlalchemy import (
     Boolean,
     Column,
     Date,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
-    Numeric,
     String,
     Text,
     UniqueConstraint,
     inspect,
     text,
 )
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import declarative_base, relationship
-from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from credia.credit.policy import EmploymentType  # noqa: F401 (re-exported: the policy defines the types)
+from credia.db import ExactDecimal, UTCDateTime, utcnow
 from credia.identity import Country, DocumentType  # noqa: F401 (DocumentType: re-exported for the API)
 
 Base: Any = declarative_base()
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class UTCDateTime(TypeDecorator):
-    """Aware datetimes stored as naive UTC, because SQLite drops offsets and would hand back naive values."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: Optional[datetime], dialect: Dialect) -> Optional[datetime]:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given; use timezone-aware datetimes")
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
-
-    def process_result_value(self, value: Optional[datetime], dialect: Dialect) -> Optional[datetime]:
-        return None if value is None else value.replace(tzinfo=timezone.utc)
-
-
-class ExactDecimal(TypeDecorator):
-    """Decimals with a fixed scale: NUMERIC where the database has it, text on SQLite (which would use floats)."""
-
-    impl = Numeric
-    cache_ok = True
-
-    def __init__(self, scale: int) -> None:
-        super().__init__(precision=18, scale=scale, asdecimal=True)
-        self.scale = scale
-        self.quantum = Decimal(1).scaleb(-scale)
-
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine:
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(String(32))
-        return dialect.type_descriptor(Numeric(18, self.scale, asdecimal=True))
-
-    def process_bind_param(self, value: Optional[Decimal], dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        exact = Decimal(value).quantize(self.quantum)
-        return str(exact) if dialect.name == "sqlite" else exact
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> Optional[Decimal]:
-        return None if value is None else Decimal(str(value)).quantize(self.quantum)
 
 
 def Money() -> ExactDecimal:  # noqa: N802 (reads like a column type)

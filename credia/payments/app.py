@@ -26,8 +26,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from credia import settings
-from credia.db import make_engine, make_session_factory
-from credia.payments.models import Base, DeliveryStatus, LinkStatus, Notification, PaymentLink, utcnow
+from credia.db import make_engine, make_session_factory, utcnow
+from credia.payments.models import Base, DeliveryStatus, LinkStatus, Notification, PaymentLink
 from credia.payments.notifier import PAYMENT_COMPLETED, NotifierSettings, WebhookNotifier, completed_payload
 from credia.payments.schemas import (
     CURRENCIES,

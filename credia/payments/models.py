@@ -8,69 +8,27 @@ restart.
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timezone
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     Column,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
-    Numeric,
     String,
     Text,
 )
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import declarative_base
-from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from credia.db import ExactDecimal, UTCDateTime
 
 Base: Any = declarative_base()
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class UTCDateTime(TypeDecorator):
-    """Timezone-aware datetimes stored as UTC, because SQLite drops the offset and would return naive values."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given; use timezone-aware UTC datetimes")
-        return value.astimezone(timezone.utc)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-
-
-class Money(TypeDecorator):
-    """Exact decimal amounts: NUMERIC where the database has it, text on SQLite (which would store a float)."""
-
-    impl = Numeric(14, 2)
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine:
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(String(24))
-        return dialect.type_descriptor(Numeric(14, 2, asdecimal=True))
-
-    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Decimal | str | None:
-        if value is None or dialect.name != "sqlite":
-            return value
-        return str(value)
-
-    def process_result_value(self, value: Decimal | str | None, dialect: Dialect) -> Decimal | None:
-        return None if value is None else Decimal(value)
+def Money() -> ExactDecimal:  # noqa: N802 (reads like a column type)
+    return ExactDecimal(2)
 
 
 class LinkStatus(str, enum.Enum):
@@ -94,7 +52,7 @@ class PaymentLink(Base):
     idempotency_key = Column(String(255), nullable=False, unique=True)
     request_hash = Column(String(64), nullable=False)
     url = Column(String(512), nullable=False)
-    amount = Column(Money, nullable=False)
+    amount = Column(Money(), nullable=False)
     currency = Column(String(3), nullable=False)
     reference = Column(String(64), nullable=False, index=True)
     customer_id = Column(String(64), nullable=False, index=True)

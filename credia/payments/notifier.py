@@ -21,7 +21,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import sessionmaker
 
 from credia import settings
-from credia.payments.models import DeliveryStatus, Notification, PaymentLink, utcnow
+from credia.db import utcnow
+from credia.payments.models import DeliveryStatus, Notification, PaymentLink
 from credia.payments.schemas import format_amount
 from credia.signing import SIGNATURE_HEADER, sign
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from decimal import Decimal
 
 import pytest
 import requests
+import socketio
 
 from tests.e2e.conftest import Assistant, Chat
 
@@ -63,7 +65,6 @@ def test_a_customer_completes_an_application_and_core_banking_holds_what_they_sa
     assert "Paso 1 de 11" in replies[0]
     for step, reply in enumerate(replies[1:11], start=2):
         assert f"Paso {step} de 11" in reply, (step, reply)
-    assert len(replies) <= 12
     result = replies[-1]
     code = CODE.search(result)
     assert code, result
@@ -123,10 +124,6 @@ def test_status_is_told_to_the_applicant_and_never_to_someone_else(assistant: As
 async def test_documents_sent_over_the_web_chat_are_stored_against_the_application(assistant: Assistant) -> None:
     """The socket.io channel carries attachments in the message metadata; REST cannot, so the same
     conversation (same sender id) applies over REST and sends its document over socket.io."""
-    import asyncio
-
-    import socketio
-
     sender = "e2e-documentos"
     replies, _ = apply(assistant.chat(sender), application_answers("71234565", "08/08/1992", "rosa@correo.pe", "976543210"))
     code = CODE.search(replies[-1]).group()

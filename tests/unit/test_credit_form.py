@@ -137,3 +137,10 @@ async def test_core_banking_down_while_validating_asks_again_politely(monkeypatc
     result = await ValidateCreditApplicationForm().run(dispatcher, current, domain)
     assert [m["response"] for m in dispatcher.messages] == ["utter_backend_unavailable"]
     assert result == [{"event": "slot", "name": "amount", "value": None, "timestamp": None}]
+
+
+async def test_a_malformed_product_code_never_reaches_core_banking() -> None:
+    from actions.credit_form import product_info
+
+    for code in ("../customers/1", "personal?x=1", "", None):
+        assert await product_info(code) is None
