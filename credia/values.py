@@ -17,7 +17,21 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
-from typing import Any, Callable, Dict, FrozenSet, Generic, Iterable, Iterator, List, Match, Optional, Tuple, TypeVar, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    FrozenSet,
+    Generic,
+    Iterable,
+    Iterator,
+    List,
+    Match,
+    Optional,
+    Tuple,
+    TypeVar,
+    Union,
+)
 
 import dateparser
 import phonenumbers

@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from contextlib import asynccontextmanager
 from datetime import date, datetime
 from decimal import Decimal
-from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Dict, Iterator, List, Optional
 
 import phonenumbers
