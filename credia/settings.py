@@ -57,3 +57,8 @@ def payments_webhook_secret() -> str:
 def credit_policy_path() -> Path:
     """The lender's credit rules (products, pre-evaluation); a relative path is read from the project root."""
     return PROJECT_ROOT / env("CREDIT_POLICY_PATH", "policies/credit.yml")
+
+
+def collections_policy_path() -> Path:
+    """The lender's collections rules (identity verification, negotiation matrix); relative to the project root."""
+    return PROJECT_ROOT / env("CREDIA_COLLECTIONS_POLICY", "policies/collections.yml")

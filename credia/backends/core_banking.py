@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from credia import settings
@@ -71,3 +73,70 @@ class CoreBankingClient:
     async def add_document(self, application_id: int, document: dict[str, Any]) -> dict[str, Any]:
         """Store a document (kind, filename, content_type, media_url or media_id) against an application."""
         return await self.http.request("POST", f"/applications/{application_id}/documents", json=document)
+
+    async def loan_payments(self, loan_id: int) -> list[dict[str, Any]]:
+        """Payments applied to a loan, oldest first."""
+        return await self.http.request("GET", f"/loans/{loan_id}/payments")
+
+    async def send_code(self, document_type: str, document_number: str) -> dict[str, Any]:
+        """Send a one-time code by SMS to the phone on file; the answer is the same for unknown documents."""
+        body = {"document_type": document_type, "document_number": document_number}
+        return await self.http.request("POST", "/identity/codes", json=body)
+
+    async def verify_identity(
+        self,
+        document_type: str,
+        document_number: str,
+        *,
+        birth_date: date | str | None = None,
+        challenge_id: str | None = None,
+        code: str | None = None,
+    ) -> dict[str, Any]:
+        """Check one factor: ``birth_date``, or ``challenge_id`` with ``code``. A wrong factor, an unknown
+        document and a locked one all answer ``verified: false``; ``locked_until`` says when a lock ends."""
+        body = {
+            "document_type": document_type,
+            "document_number": document_number,
+            "birth_date": birth_date.isoformat() if isinstance(birth_date, date) else birth_date,
+            "challenge_id": challenge_id,
+            "code": code,
+        }
+        return await self.http.request("POST", "/identity/verifications", json=body)
+
+    async def plan_offers(
+        self, loan_id: int, monthly_amount: Decimal | str | None = None, channel: str = "api"
+    ) -> dict[str, Any]:
+        """Store and return the plans the policy allows on the loan's overdue debt, or the one plan for what the
+        customer can pay a month; ``feasible: false`` with ``reason`` when there is none."""
+        body = {"monthly_amount": None if monthly_amount is None else str(monthly_amount), "channel": channel}
+        return await self.http.request("POST", f"/loans/{loan_id}/plan-offers", json=body)
+
+    async def plan_offer(self, offer_id: str) -> dict[str, Any]:
+        return await self.http.request("GET", f"/plan-offers/{offer_id}")
+
+    async def accept_plan_offer(self, offer_id: str, channel: str) -> dict[str, Any]:
+        """Book the offer as a payment plan (status active or pending_approval); accepting again is harmless."""
+        return await self.http.request("POST", f"/plan-offers/{offer_id}/accept", json={"channel": channel})
+
+    async def promise_terms(self, loan_id: int) -> dict[str, Any]:
+        """Allowed amounts and dates of a promise to pay on the loan today, and the pending promise if any."""
+        return await self.http.request("GET", f"/loans/{loan_id}/promise-terms")
+
+    async def create_promise(
+        self, loan_id: int, amount: Decimal | str, promised_date: date | str, channel: str
+    ) -> dict[str, Any]:
+        body = {
+            "amount": str(amount),
+            "promised_date": promised_date.isoformat() if isinstance(promised_date, date) else promised_date,
+            "channel": channel,
+        }
+        return await self.http.request("POST", f"/loans/{loan_id}/promises", json=body)
+
+    async def open_case(self, case: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        """Open a case for a person (dispute, hardship, ...); the key makes a retried call return the same case."""
+        return await self.http.request("POST", "/cases", json=case, headers={"Idempotency-Key": idempotency_key})
+
+    async def sms_outbox(self, phone: str | None = None, document_number: str | None = None) -> list[dict[str, Any]]:
+        """Mock core banking only: SMS sent to a phone or to a customer's document, newest first."""
+        params = {key: value for key, value in (("phone", phone), ("document_number", document_number)) if value}
+        return await self.http.request("GET", "/mock/sms", params=params)

@@ -2,7 +2,8 @@
 
 On first start (no customer in the database) it creates the tables and seeds demo data relative to today in
 Lima, so a fresh SQLite file or PostgreSQL database is ready to demo at once. It refuses to start (exit status
-1, the reason on stderr) with a credit policy file that does not validate or a database from an older version.
+1, the reason on stderr) with a credit or collections policy file that does not validate, or a database from an
+older version.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import uvicorn
 
 from credia import settings
+from credia.collections.policy import load_policy as load_collections_policy
 from credia.core_banking.app import create_app
 from credia.core_banking.loans import today_lima
 from credia.core_banking.models import outdated_tables
@@ -33,6 +35,10 @@ def main() -> None:
         policy = load_policy()
     except PolicyError as exc:
         raise SystemExit(f"core banking: invalid credit policy: {exc}") from None
+    try:
+        collections_policy = load_collections_policy()
+    except PolicyError as exc:
+        raise SystemExit(f"core banking: invalid collections policy: {exc}") from None
     engine = make_engine(database_url)
     outdated = outdated_tables(engine)
     if outdated:
@@ -47,7 +53,7 @@ def main() -> None:
         logger.info("seeded demo data as of %s", as_of.isoformat())
     engine.dispose()
     uvicorn.run(
-        create_app(database_url, secret, policy),
+        create_app(database_url, secret, policy, collections_policy),
         host=settings.env("CORE_BANKING_HOST", "127.0.0.1"),
         port=settings.env_int("CORE_BANKING_PORT", 8001),
         log_level=settings.env("CORE_BANKING_LOG_LEVEL", "info"),

@@ -26,12 +26,16 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from credia.collections.policy import CollectionsPolicy
+from credia.collections.policy import load_policy as load_collections_policy
 from credia.core_banking import operations as ops
 from credia.core_banking.bureau import bureau_report
 from credia.core_banking.documents import InvalidDocument, compact, normalise_document
 from credia.core_banking.loans import LIMA, installment_status, late_interest_due, today_lima
 from credia.core_banking.models import (
     Base,
+    Case,
+    CaseStatus,
     ConsentChannel,
     CreditApplication,
     CreditProduct,
@@ -41,13 +45,21 @@ from credia.core_banking.models import (
     Payment,
     PaymentPlan,
     PaymentSource,
+    PlanOffer,
+    SmsMessage,
 )
 from credia.core_banking.schemas import (
+    AcceptOfferIn,
     AllocationOut,
     ApplicationCreate,
     ApplicationOut,
     ApplicationStatusOut,
     BureauOut,
+    CaseCloseIn,
+    CaseIn,
+    CaseOut,
+    CodeChallengeOut,
+    CodeRequestIn,
     ConsentEventOut,
     ConsentsOut,
     ConsentStateOut,
@@ -71,15 +83,23 @@ from credia.core_banking.schemas import (
     PaymentPlanOut,
     PaymentRecordOut,
     PaymentWebhook,
+    PlanOfferOut,
+    PlanOffersIn,
+    PlanOffersOut,
     ProductOut,
     PromiseIn,
     PromiseOut,
+    PromiseTermsOut,
     PublicStatusEventOut,
     ReasonOut,
     RequiredDocumentOut,
+    ScheduleRowOut,
     SimulationIn,
+    SmsOut,
     StatusEventOut,
     TransitionIn,
+    VerificationIn,
+    VerificationOut,
     WebhookResult,
 )
 from credia.credit.evaluation import CreditFacts, CreditRequest, OutOfRange, make_offer, pre_evaluate
@@ -101,13 +121,23 @@ TAGS = [
     {"name": "applications", "description": "Credit applications and their workflow."},
     {"name": "loans", "description": "Loans with schedules and delinquency computed for today (America/Lima)."},
     {"name": "payments", "description": "Payments applied exactly once, by API or signed webhook."},
-    {"name": "collections", "description": "Payment plans and promises to pay."},
+    {
+        "name": "identity",
+        "description": "Identity verification before any debt is disclosed: date of birth or a one-time SMS code, "
+        "with a lock after repeated failures; never tells whether a document belongs to a customer.",
+    },
+    {
+        "name": "collections",
+        "description": "Negotiation within the collections policy: plan offers and payment plans, promises to pay, "
+        "and cases for a person (disputes, hardship, payment claims, approvals, legal).",
+    },
     {"name": "bureau", "description": "Mock credit bureau, deterministic per document."},
 ]
 NOT_FOUND = {404: {"model": ErrorOut, "description": "Unknown id."}}
 CONFLICT = {409: {"model": ErrorOut, "description": "The resource's state does not allow it."}}
 # One answer for every look-up that does not match, so it never tells whether a code or a customer exists.
 NO_MATCH = "no application matches the details given"
+CODE_SENT = "Si el documento está registrado, enviamos un código al celular registrado."
 
 # Routes without inputs live on ``fixed``, so the OpenAPI description lists 422 only where it can happen.
 fixed = APIRouter()
@@ -123,6 +153,10 @@ def get_session(request: Request) -> Iterator[Session]:
 
 def get_policy(request: Request) -> CreditPolicy:
     return request.app.state.policy
+
+
+def get_collections_policy(request: Request) -> CollectionsPolicy:
+    return request.app.state.collections_policy
 
 
 def now_lima() -> datetime:
@@ -291,8 +325,9 @@ def documents_out(application: CreditApplication, policy: CreditPolicy) -> Docum
     )
 
 
-def loan_out(loan: Loan, as_of: date, with_installments: bool = False) -> LoanOut:
+def loan_out(session: Session, loan: Loan, as_of: date, with_installments: bool = False) -> LoanOut:
     state = ops.position(loan, as_of)
+    plan = ops.open_plan(session, loan.id)
     fields = dict(
         id=loan.id,
         customer_id=loan.customer_id,
@@ -318,6 +353,8 @@ def loan_out(loan: Loan, as_of: date, with_installments: bool = False) -> LoanOu
         next_due_amount=state.next_due_amount,
         outstanding_principal=state.outstanding_principal,
         outstanding_balance=state.outstanding_balance,
+        collections_hold=ops.has_collections_hold(session, loan.id),
+        active_plan_id=plan.id if plan else None,
     )
     if not with_installments:
         return LoanOut(**fields)
@@ -350,6 +387,25 @@ def payment_fields(payment: Payment) -> dict:
         reference=payment.reference,
         paid_at=payment.paid_at,
         allocation=[AllocationOut(**part) for part in payment.allocation],
+    )
+
+
+def plan_offer_out(offer: PlanOffer, today: date) -> PlanOfferOut:
+    return PlanOfferOut(
+        id=offer.id,
+        loan_id=offer.loan_id,
+        kind=offer.kind,
+        debt=offer.debt,
+        discount=offer.discount,
+        down_payment=offer.down_payment,
+        installments_count=offer.installments_count,
+        installment_amount=offer.installment_amount,
+        total_to_pay=offer.total_to_pay,
+        first_due_date=offer.first_due_date,
+        valid_until=offer.valid_until,
+        needs_approval=offer.needs_approval,
+        status=ops.offer_status(offer, today),
+        schedule=[ScheduleRowOut(**row) for row in offer.schedule],
     )
 
 
@@ -870,7 +926,7 @@ def list_documents(
 def customer_loans(customer_id: Id, session: Session = Depends(get_session)) -> List[LoanOut]:
     customer = ops.get_customer(session, customer_id)
     today = today_lima()
-    return [loan_out(loan, today) for loan in ops.loans_of(session, customer)]
+    return [loan_out(session, loan, today) for loan in ops.loans_of(session, customer)]
 
 
 @router.get(
@@ -881,7 +937,7 @@ def customer_loans(customer_id: Id, session: Session = Depends(get_session)) -> 
     responses=NOT_FOUND,
 )
 def get_loan(loan_id: Id, session: Session = Depends(get_session)) -> LoanDetailOut:
-    return loan_out(ops.get_loan(session, loan_id), today_lima(), with_installments=True)
+    return loan_out(session, ops.get_loan(session, loan_id), today_lima(), with_installments=True)
 
 
 # --- payments ----------------------------------------------------------------------------------------------
@@ -923,7 +979,9 @@ def pay_loan(
     )
     if result.duplicate:
         response.status_code = 200
-    return PaymentOut(**payment_fields(result.payment), duplicate=result.duplicate, loan=loan_out(loan, today))
+    return PaymentOut(
+        **payment_fields(result.payment), duplicate=result.duplicate, loan=loan_out(session, loan, today)
+    )
 
 
 @router.post(
@@ -996,7 +1054,209 @@ def _apply_webhook(sessions: sessionmaker, event: PaymentWebhook) -> WebhookResu
         )
 
 
+# --- identity ----------------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/identity/codes",
+    response_model=CodeChallengeOut,
+    status_code=202,
+    tags=["identity"],
+    summary="Send a one-time code to the phone on file",
+    description=(
+        "A code of the policy's length, valid for the policy's minutes and once, goes by SMS to the phone of the "
+        "customer with this document (mock: `GET /mock/sms`). The answer is the same whether or not the document "
+        "belongs to a customer, so it never tells who is one. 422 for a malformed document."
+    ),
+)
+def send_code(
+    body: CodeRequestIn,
+    session: Session = Depends(get_session),
+    collections: CollectionsPolicy = Depends(get_collections_policy),
+) -> CodeChallengeOut:
+    challenge = ops.send_code(
+        session, collections.verification, body.document_type.value, body.document_number, now_lima()
+    )
+    session.commit()
+    return CodeChallengeOut(challenge_id=challenge.id, expires_at=challenge.expires_at, message=CODE_SENT)
+
+
+@router.post(
+    "/identity/verifications",
+    response_model=VerificationOut,
+    tags=["identity"],
+    summary="Verify a customer by date of birth or one-time code",
+    description=(
+        "Give the document and one factor: `birth_date`, or `challenge_id` with `code` (422 otherwise). "
+        "Failures are counted per document, registered or not, and an unknown document gets exactly the answer "
+        "of a wrong factor. After the policy's `max_failures` failures in a row the document is locked for "
+        "`lock_minutes`: `verified` is false even with the right factor and `locked_until` says until when. "
+        "Success resets the count and uses the code up; an expired or used code is a failure."
+    ),
+)
+def verify_identity(
+    body: VerificationIn,
+    session: Session = Depends(get_session),
+    collections: CollectionsPolicy = Depends(get_collections_policy),
+) -> VerificationOut:
+    result = ops.verify_identity(
+        session,
+        collections.verification,
+        body.document_type.value,
+        body.document_number,
+        now_lima(),
+        birth_date=body.birth_date,
+        challenge_id=body.challenge_id,
+        code=body.code,
+    )
+    session.commit()
+    customer = result.customer
+    return VerificationOut(
+        verified=result.verified,
+        customer_id=customer.id if customer else None,
+        first_name=customer.first_name if customer else None,
+        attempts_left=result.attempts_left,
+        locked_until=result.locked_until,
+    )
+
+
+@router.get(
+    "/mock/sms",
+    response_model=List[SmsOut],
+    tags=["identity"],
+    summary="Mock only: SMS sent to a phone or a customer's document",
+    description=(
+        "The mock's stand-in for an SMS gateway, so tests and demos can read one-time codes; a real core banking "
+        "has no such endpoint. Give `phone` (E.164 or Peruvian national) or `document_number` (with "
+        "`document_type` it is validated; without, matched across types). Newest first."
+    ),
+    responses={422: {"model": ErrorOut, "description": "No filter, or an invalid document or phone."}},
+)
+def sms_outbox(
+    phone: Optional[str] = Query(None, max_length=30),
+    document_type: Optional[DocumentType] = None,
+    document_number: Optional[str] = Query(None, max_length=30),
+    session: Session = Depends(get_session),
+) -> List[SmsOut]:
+    if phone is None and document_number is None:
+        raise ops.Invalid("give phone or document_number")
+    query = select(SmsMessage)
+    if phone is not None:
+        query = query.where(SmsMessage.to == _e164(phone))
+    if document_number is not None:
+        query = query.where(SmsMessage.customer_id.in_(_customers_with_document(document_type, document_number)))
+    messages = session.execute(query.order_by(SmsMessage.sent_at.desc(), SmsMessage.id.desc())).scalars()
+    return [SmsOut.from_orm(message) for message in messages]
+
+
+def _e164(phone: str) -> str:
+    try:
+        parsed = phonenumbers.parse(phone, "PE")
+    except phonenumbers.NumberParseException:
+        raise ops.Invalid("phone is not a phone number") from None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _customers_with_document(document_type: Optional[DocumentType], document_number: str) -> Any:
+    """Ids of the customers with this document: validated with a type, the compact number across types without."""
+    if document_type is None:
+        return select(Customer.id).where(Customer.document_number == compact(document_number))
+    try:
+        number = normalise_document(document_type, document_number)
+    except InvalidDocument as exc:
+        raise ops.Invalid(f"document_number: {exc}") from None
+    return select(Customer.id).where(
+        Customer.document_type == document_type.value, Customer.document_number == number
+    )
+
+
 # --- collections -------------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/loans/{loan_id}/plan-offers",
+    response_model=PlanOffersOut,
+    status_code=201,
+    tags=["collections"],
+    summary="Offer payment plans within the collections policy",
+    description=(
+        "On the loan's total overdue today (installments + late interest), by its days-past-due bucket: at most 3 "
+        "offers, a settlement (one payment today with the bucket's discount, when it has one) and the bucket's "
+        "offered plans (minimum down payment today, equal monthly installments rounded up, the last adjusted). "
+        "With `monthly_amount`, the one plan with the fewest installments that fits it, or `feasible: false` with "
+        "`reason` below_minimum_installment or exceeds_max_installments (and `required_installments`). Also "
+        "`feasible: false` without offers for nothing_overdue, collections_hold (an open dispute) and "
+        "plan_active. Offers are stored with an id to accept them by; `needs_approval` says that accepting books "
+        "a plan waiting for a person's approval."
+    ),
+    responses=NOT_FOUND,
+)
+def create_plan_offers(
+    loan_id: Id,
+    body: PlanOffersIn,
+    session: Session = Depends(get_session),
+    collections: CollectionsPolicy = Depends(get_collections_policy),
+) -> PlanOffersOut:
+    loan = ops.get_loan(session, loan_id)
+    today = today_lima()
+    result = ops.offer_plans(session, loan, collections, body.monthly_amount, body.channel, today, now_lima())
+    session.commit()
+    return PlanOffersOut(
+        loan_id=loan.id,
+        bucket=result.bucket,
+        debt=result.debt,
+        currency=loan.currency,
+        feasible=result.feasible,
+        reason=result.reason,
+        required_installments=result.required_installments,
+        max_installments=result.max_installments,
+        needs_approval=result.needs_approval,
+        offers=[plan_offer_out(offer, today) for offer in result.offers],
+    )
+
+
+@router.get(
+    "/plan-offers/{offer_id}",
+    response_model=PlanOfferOut,
+    tags=["collections"],
+    summary="Get a plan offer as it was shown",
+    description="`status` is offered, accepted, or expired once `valid_until` has passed.",
+    responses=NOT_FOUND,
+)
+def get_plan_offer(offer_id: str = Path(..., max_length=20), session: Session = Depends(get_session)) -> PlanOfferOut:
+    return plan_offer_out(ops.get_plan_offer(session, offer_id), today_lima())
+
+
+@router.post(
+    "/plan-offers/{offer_id}/accept",
+    response_model=PaymentPlanOut,
+    status_code=201,
+    tags=["collections"],
+    summary="Accept a plan offer: book exactly that plan",
+    description=(
+        "Books the offer's figures and schedule as a payment plan: `active`, or `pending_approval` when the offer "
+        "needs a person's approval. 201 the first time; 200 with the same plan when accepted again. 409 when the "
+        "offer has expired, the loan has nothing overdue any more, another offer of the loan was accepted, or "
+        "the loan has another plan in force."
+    ),
+    responses={
+        200: {"model": PaymentPlanOut, "description": "Already accepted: the same plan."},
+        **NOT_FOUND,
+        **CONFLICT,
+    },
+)
+def accept_plan_offer(
+    body: AcceptOfferIn,
+    response: Response,
+    offer_id: str = Path(..., max_length=20),
+    session: Session = Depends(get_session),
+) -> PaymentPlanOut:
+    offer = ops.get_plan_offer(session, offer_id)
+    plan, created = ops.accept_plan_offer(session, offer, body.channel, today_lima(), now_lima())
+    session.commit()
+    if not created:
+        response.status_code = 200
+    return PaymentPlanOut.from_orm(plan)
 
 
 @router.get(
@@ -1017,12 +1277,13 @@ def list_payment_plans(loan_id: Id, session: Session = Depends(get_session)) -> 
     response_model=PaymentPlanOut,
     status_code=201,
     tags=["collections"],
-    summary="Agree a payment plan for the overdue debt",
+    summary="Record a plan an agent agreed and approved",
     description=(
-        "Spreads the overdue debt (installments + late interest), less discount and down payment, over 1–36 "
-        "equal monthly installments (rounded up to the cent). 409 when nothing is overdue or a plan is active; "
-        "422 when discount plus down payment reach the debt or the first due date is past or beyond 60 days. "
-        "The lender's negotiation policy is checked by the assistant before calling."
+        "For agents recording an approved plan, outside the offers the assistant makes (those are booked with "
+        "`POST /plan-offers/{offer_id}/accept`). Spreads the overdue debt (installments + late interest), less "
+        "discount and down payment (due today), over 1–36 equal monthly installments rounded up to the cent, the "
+        "last adjusted. 409 when nothing is overdue or the loan has a plan in force or waiting for approval; 422 "
+        "when discount plus down payment reach the debt or the first due date is past or beyond 60 days."
     ),
     responses={**NOT_FOUND, **CONFLICT},
 )
@@ -1057,6 +1318,39 @@ def list_promises(loan_id: Id, session: Session = Depends(get_session)) -> List[
     return [PromiseOut.from_orm(promise) for promise in promises]
 
 
+@router.get(
+    "/loans/{loan_id}/promise-terms",
+    response_model=PromiseTermsOut,
+    tags=["collections"],
+    summary="What a promise to pay on the loan may be today",
+    description=(
+        "From the collections policy for the loan's bucket: the amount from the bucket's share of the overdue "
+        "debt (rounded up) to the outstanding balance, the date from today to the bucket's limit, and the pending "
+        "promise if there is one (only one at a time). 409 when nothing is overdue."
+    ),
+    responses={**NOT_FOUND, **CONFLICT},
+)
+def get_promise_terms(
+    loan_id: Id,
+    session: Session = Depends(get_session),
+    collections: CollectionsPolicy = Depends(get_collections_policy),
+) -> PromiseTermsOut:
+    loan = ops.get_loan(session, loan_id)
+    today = today_lima()
+    terms = ops.promise_terms(loan, collections, today)
+    pending = ops.pending_promise(session, loan, today, now_lima())
+    session.commit()
+    return PromiseTermsOut(
+        bucket=terms.bucket,
+        min_amount=terms.min_amount,
+        max_amount=terms.max_amount,
+        suggested_amount=terms.suggested_amount,
+        earliest_date=terms.earliest_date,
+        latest_date=terms.latest_date,
+        pending_promise=PromiseOut.from_orm(pending) if pending else None,
+    )
+
+
 @router.post(
     "/loans/{loan_id}/promises",
     response_model=PromiseOut,
@@ -1064,17 +1358,126 @@ def list_promises(loan_id: Id, session: Session = Depends(get_session)) -> List[
     tags=["collections"],
     summary="Record a promise to pay",
     description=(
-        "Amount positive and at most the outstanding balance; date from today to 30 days ahead (America/Lima). "
-        "Kept when payments from the day it was made to its date cover the amount. One pending promise per loan."
+        "Within `GET /loans/{loan_id}/promise-terms` (the collections policy for the loan's bucket); 422 says "
+        "the allowed amounts and dates. 409 when nothing is overdue or a promise is pending (one at a time). "
+        "Kept when payments from the day it was made to its date cover the amount, broken after its date."
     ),
     responses={**NOT_FOUND, **CONFLICT},
 )
-def create_promise(loan_id: Id, body: PromiseIn, session: Session = Depends(get_session)) -> PromiseOut:
+def create_promise(
+    loan_id: Id,
+    body: PromiseIn,
+    session: Session = Depends(get_session),
+    collections: CollectionsPolicy = Depends(get_collections_policy),
+) -> PromiseOut:
+    loan = ops.get_loan(session, loan_id)
+    today = today_lima()
+    terms = ops.promise_terms(loan, collections, today)
     promise = ops.create_promise(
-        session, ops.get_loan(session, loan_id), body.amount, body.promised_date, today_lima(), now_lima()
+        session, loan, body.amount, body.promised_date, today, now_lima(), channel=body.channel, terms=terms
     )
     session.commit()
     return PromiseOut.from_orm(promise)
+
+
+@router.post(
+    "/cases",
+    response_model=CaseOut,
+    status_code=201,
+    tags=["collections"],
+    summary="Open a case for a person",
+    description=(
+        "Kinds: dispute, hardship, payment_claim, plan_approval, legal, negotiation, verification. A `loan_id` "
+        "must be a loan of `customer_id` (409 otherwise) and fills it when absent. An open dispute on a loan "
+        "sets its `collections_hold` until the case is closed. `details` is at most 8 KB of JSON and there are "
+        "at most 5 attachments. With an `Idempotency-Key` header, a retry with the same key returns the same "
+        "case with 200."
+    ),
+    responses={
+        200: {"model": CaseOut, "description": "Replay of the case opened with this key."},
+        **NOT_FOUND,
+        **CONFLICT,
+    },
+)
+def open_case(
+    body: CaseIn,
+    response: Response,
+    idempotency_key: Optional[str] = Header(
+        None, alias="Idempotency-Key", min_length=1, max_length=255, description="Unique per intended case."
+    ),
+    session: Session = Depends(get_session),
+) -> CaseOut:
+    if idempotency_key is not None:
+        existing = ops.find_case_by_key(session, idempotency_key)
+        if existing is not None:
+            response.status_code = 200
+            return CaseOut.from_orm(existing)
+    try:
+        case = ops.open_case(
+            session,
+            kind=body.kind,
+            customer_id=body.customer_id,
+            loan_id=body.loan_id,
+            channel=body.channel,
+            conversation_id=body.conversation_id,
+            priority=body.priority.value,
+            summary=body.summary,
+            details=body.details,
+            attachments=[attachment.dict() for attachment in body.attachments],
+            idempotency_key=idempotency_key,
+            at=now_lima(),
+        )
+        session.commit()
+    except IntegrityError:
+        # A concurrent retry with the same key won the race: answer with its case.
+        session.rollback()
+        existing = ops.find_case_by_key(session, idempotency_key) if idempotency_key is not None else None
+        if existing is None:
+            raise
+        response.status_code = 200
+        return CaseOut.from_orm(existing)
+    return CaseOut.from_orm(case)
+
+
+@router.get(
+    "/cases",
+    response_model=List[CaseOut],
+    tags=["collections"],
+    summary="Cases, newest first, by customer and status",
+)
+def list_cases(
+    customer_id: Optional[Id] = None,
+    status: Optional[CaseStatus] = None,
+    session: Session = Depends(get_session),
+) -> List[CaseOut]:
+    query = select(Case)
+    if customer_id is not None:
+        query = query.where(Case.customer_id == customer_id)
+    if status is not None:
+        query = query.where(Case.status == status.value)
+    return [CaseOut.from_orm(case) for case in session.execute(query.order_by(Case.id.desc())).scalars()]
+
+
+@router.get("/cases/{case_id}", response_model=CaseOut, tags=["collections"], summary="Get a case", responses=NOT_FOUND)
+def get_case(case_id: Id, session: Session = Depends(get_session)) -> CaseOut:
+    return CaseOut.from_orm(ops.get_case(session, case_id))
+
+
+@router.post(
+    "/cases/{case_id}/close",
+    response_model=CaseOut,
+    tags=["collections"],
+    summary="Close a case with its outcome",
+    description=(
+        "Releases a dispute's collections hold. Closing again with the same outcome returns the case; with "
+        "another outcome it is 409."
+    ),
+    responses={**NOT_FOUND, **CONFLICT},
+)
+def close_case(case_id: Id, body: CaseCloseIn, session: Session = Depends(get_session)) -> CaseOut:
+    case = ops.close_case(session, ops.get_case(session, case_id), body.outcome, now_lima())
+    session.commit()
+    return CaseOut.from_orm(case)
 
 
 # --- bureau ------------------------------------------------------------------------------------------------
@@ -1141,12 +1544,18 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=500, content={"detail": "internal error; the request was not completed"})
 
 
-def create_app(database_url: str, webhook_secret: str, policy: Optional[CreditPolicy] = None) -> FastAPI:
-    """Build the app on a database and a credit policy (default: the policy file).
+def create_app(
+    database_url: str,
+    webhook_secret: str,
+    policy: Optional[CreditPolicy] = None,
+    collections_policy: Optional[CollectionsPolicy] = None,
+) -> FastAPI:
+    """Build the app on a database, a credit policy and a collections policy (default: the policy files).
 
     Tables are created if missing and the products made to match the policy; seeding is ``__main__``'s job.
     """
     policy = policy or load_policy()
+    collections_policy = collections_policy or load_collections_policy()
     engine = make_engine(database_url)
     Base.metadata.create_all(engine)
     with make_session_factory(engine)() as session:
@@ -1178,6 +1587,7 @@ def create_app(database_url: str, webhook_secret: str, policy: Optional[CreditPo
     app.state.sessions = make_session_factory(engine)
     app.state.webhook_secret = webhook_secret
     app.state.policy = policy
+    app.state.collections_policy = collections_policy
     app.include_router(fixed)
     app.include_router(router)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -69,9 +69,47 @@ class PaymentSource(str, enum.Enum):
 
 class PlanStatus(str, enum.Enum):
     ACTIVE = "active"
+    # Accepted by the customer on an offer the policy sends to a person; becomes active once approved.
+    PENDING_APPROVAL = "pending_approval"
     COMPLETED = "completed"
     BROKEN = "broken"
     CANCELLED = "cancelled"
+
+
+# A loan holds at most one plan in these statuses: a plan in force or one waiting for approval.
+OPEN_PLAN_STATUSES = (PlanStatus.ACTIVE.value, PlanStatus.PENDING_APPROVAL.value)
+
+
+class PlanKind(str, enum.Enum):
+    SETTLEMENT = "settlement"
+    INSTALLMENTS = "installments"
+
+
+class OfferStatus(str, enum.Enum):
+    OFFERED = "offered"
+    ACCEPTED = "accepted"
+    # Never stored: an offered one past its ``valid_until`` is reported as expired.
+    EXPIRED = "expired"
+
+
+class CaseKind(str, enum.Enum):
+    DISPUTE = "dispute"
+    HARDSHIP = "hardship"
+    PAYMENT_CLAIM = "payment_claim"
+    PLAN_APPROVAL = "plan_approval"
+    LEGAL = "legal"
+    NEGOTIATION = "negotiation"
+    VERIFICATION = "verification"
+
+
+class CasePriority(str, enum.Enum):
+    NORMAL = "normal"
+    HIGH = "high"
+
+
+class CaseStatus(str, enum.Enum):
+    OPEN = "open"
+    CLOSED = "closed"
 
 
 class PromiseStatus(str, enum.Enum):
@@ -302,29 +340,75 @@ class Payment(Base):
     allocation = Column(JSON, nullable=False, default=list)
 
 
+_OPEN_PLAN = text("status IN ('active', 'pending_approval')")
+
+
+class PlanOffer(Base):
+    """A plan shown to a customer, kept exactly as shown so that accepting it books those very numbers."""
+
+    __tablename__ = "plan_offers"
+
+    # "OF-" and 6 characters without look-alikes: customers may read it aloud.
+    id = Column(String(9), primary_key=True)
+    loan_id = Column(Integer, ForeignKey("loans.id"), nullable=False, index=True)
+    kind = Column(String(12), nullable=False)
+    debt = Column(Money(), nullable=False)
+    discount = Column(Money(), nullable=False)
+    down_payment = Column(Money(), nullable=False)
+    installments_count = Column(Integer, nullable=False)
+    installment_amount = Column(Money(), nullable=False)
+    total_to_pay = Column(Money(), nullable=False)
+    first_due_date = Column(Date, nullable=False)
+    valid_until = Column(Date, nullable=False)
+    needs_approval = Column(Boolean, nullable=False)
+    # [{"number", "due_date", "amount"}] as shown; number 0 is due the day the plan is agreed.
+    schedule = Column(JSON, nullable=False)
+    # What the customer said they can pay a month, for a counter-offer.
+    monthly_amount = Column(Money(), nullable=True)
+    channel = Column(String(40), nullable=False)
+    status = Column(String(10), nullable=False, default=OfferStatus.OFFERED.value)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    accepted_at = Column(UTCDateTime, nullable=True)
+
+
 class PaymentPlan(Base):
     __tablename__ = "payment_plans"
-    # At most one active plan per loan, even when two agents agree one at the same moment.
+    # At most one open plan per loan, even when two agents (or two accepted offers) race.
     __table_args__ = (
-        Index(
-            "uq_payment_plan_active",
-            "loan_id",
-            unique=True,
-            sqlite_where=text("status = 'active'"),
-            postgresql_where=text("status = 'active'"),
-        ),
+        Index("uq_payment_plan_open", "loan_id", unique=True, sqlite_where=_OPEN_PLAN, postgresql_where=_OPEN_PLAN),
     )
 
     id = Column(Integer, primary_key=True)
     loan_id = Column(Integer, ForeignKey("loans.id"), nullable=False, index=True)
+    # Set when the customer accepted an offer; an offer books one plan at most.
+    offer_id = Column(String(9), ForeignKey("plan_offers.id"), nullable=True, unique=True)
+    kind = Column(String(12), nullable=False, default=PlanKind.INSTALLMENTS.value)
+    channel = Column(String(40), nullable=False)
     total_amount = Column(Money(), nullable=False)
     discount = Column(Money(), nullable=False)
     down_payment = Column(Money(), nullable=False)
     installments_count = Column(Integer, nullable=False)
     installment_amount = Column(Money(), nullable=False)
     first_due_date = Column(Date, nullable=False)
-    status = Column(String(12), nullable=False, default=PlanStatus.ACTIVE.value)
+    status = Column(String(16), nullable=False, default=PlanStatus.ACTIVE.value)
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+    schedule: List["PlanInstallment"] = relationship(
+        "PlanInstallment", order_by="PlanInstallment.number", cascade="all, delete-orphan"
+    )
+
+
+class PlanInstallment(Base):
+    """One payment of a plan; number 0 is the down payment (or the settlement) due the day it was agreed."""
+
+    __tablename__ = "payment_plan_installments"
+    __table_args__ = (UniqueConstraint("plan_id", "number", name="uq_plan_installment_number"),)
+
+    id = Column(Integer, primary_key=True)
+    plan_id = Column(Integer, ForeignKey("payment_plans.id"), nullable=False, index=True)
+    number = Column(Integer, nullable=False)
+    due_date = Column(Date, nullable=False)
+    amount = Column(Money(), nullable=False)
 
 
 class PromiseToPay(Base):
@@ -344,9 +428,78 @@ class PromiseToPay(Base):
     amount = Column(Money(), nullable=False)
     promised_date = Column(Date, nullable=False)
     status = Column(String(10), nullable=False, default=PromiseStatus.PENDING.value)
+    # Where the customer made it (whatsapp, socketio, call_center, ...), for promise-to-pay rates per channel.
+    channel = Column(String(40), nullable=False, default="api")
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
     resolved_at = Column(UTCDateTime, nullable=True)
 
+
+class Case(Base):
+    """Something a person must handle: a dispute, hardship, a payment the customer says they made, a plan to
+    approve, a legal matter. An open dispute on a loan holds collection contact on it until it is closed."""
+
+    __tablename__ = "cases"
+    __table_args__ = (Index("ix_case_loan_kind_status", "loan_id", "kind", "status"),)
+
+    id = Column(Integer, primary_key=True)
+    # "CAS-" and 6 characters without look-alikes, to quote on the phone.
+    code = Column(String(10), nullable=False, unique=True)
+    kind = Column(String(16), nullable=False)
+    customer_id = Column(Integer, ForeignKey("customers.id"), nullable=True, index=True)
+    loan_id = Column(Integer, ForeignKey("loans.id"), nullable=True)
+    channel = Column(String(40), nullable=False)
+    conversation_id = Column(String(200), nullable=True)
+    priority = Column(String(8), nullable=False, default=CasePriority.NORMAL.value)
+    summary = Column(String(500), nullable=False)
+    details = Column(JSON, nullable=False, default=dict)
+    # [{"filename", "content_type", "url"}]: where the files are (a URL or a channel's media id).
+    attachments = Column(JSON, nullable=False, default=list)
+    status = Column(String(8), nullable=False, default=CaseStatus.OPEN.value)
+    outcome = Column(String(500), nullable=True)
+    # A retried request with the same key returns this case.
+    idempotency_key = Column(String(255), nullable=True, unique=True)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    closed_at = Column(UTCDateTime, nullable=True)
+
+
+class IdentityChallenge(Base):
+    """A one-time code sent by SMS, kept only as a hash. Unknown documents get one too, never sent, so the
+    answer to a code request says nothing about who is a customer."""
+
+    __tablename__ = "identity_challenges"
+
+    id = Column(String(32), primary_key=True)
+    document_type = Column(String(8), nullable=False)
+    document_number = Column(String(20), nullable=False)
+    customer_id = Column(Integer, ForeignKey("customers.id"), nullable=True)
+    code_hash = Column(String(64), nullable=False)
+    expires_at = Column(UTCDateTime, nullable=False)
+    used_at = Column(UTCDateTime, nullable=True)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class VerificationState(Base):
+    """Consecutive failed verifications of a document (customer or not) and the lock they lead to."""
+
+    __tablename__ = "identity_verification_states"
+
+    document_type = Column(String(8), primary_key=True)
+    document_number = Column(String(20), primary_key=True)
+    failures = Column(Integer, nullable=False, default=0)
+    locked_until = Column(UTCDateTime, nullable=True)
+    updated_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class SmsMessage(Base):
+    """The mock SMS gateway's outbox: what would have been sent, readable through ``GET /mock/sms``."""
+
+    __tablename__ = "sms_outbox"
+
+    id = Column(Integer, primary_key=True)
+    customer_id = Column(Integer, ForeignKey("customers.id"), nullable=True, index=True)
+    to = Column(String(16), nullable=False, index=True)
+    text = Column(String(500), nullable=False)
+    sent_at = Column(UTCDateTime, nullable=False, default=utcnow)
 
 
 def outdated_tables(engine: Engine) -> List[str]:

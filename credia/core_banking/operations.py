@@ -7,37 +7,53 @@ commits by itself, because its idempotency depends on how the transaction ends.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import random
 import re
 import secrets
+import string
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from credia.core_banking.loans import LIMA, LoanPosition, allocate_payment, loan_position
+from credia.collections import plans
+from credia.collections.policy import MAX_PROMISE_DAYS, CollectionsPolicy, VerificationRules
+from credia.core_banking.loans import CENT, LIMA, LoanPosition, allocate_payment, loan_position
 from credia.core_banking.models import (
+    OPEN_PLAN_STATUSES,
     ApplicationDocument,
     ApplicationStatus,
     ApplicationStatusEvent,
+    Case,
+    CaseKind,
+    CaseStatus,
     ConsentChannel,
     ConsentEvent,
     CreditApplication,
     CreditProduct,
     Customer,
+    IdentityChallenge,
     Installment,
     Loan,
+    OfferStatus,
     Payment,
     PaymentPlan,
     PaymentSource,
+    PlanInstallment,
+    PlanKind,
+    PlanOffer,
     PlanStatus,
     ProcessingConsent,
     PromiseStatus,
     PromiseToPay,
+    SmsMessage,
+    VerificationState,
 )
 from credia.credit import maths
 from credia.credit.evaluation import Evaluation, Outcome
@@ -70,11 +86,13 @@ ALLOWED_TRANSITIONS: Dict[ApplicationStatus, Tuple[ApplicationStatus, ...]] = {
 OPEN_APPLICATION_STATUSES = frozenset(
     status.value for status, targets in ALLOWED_TRANSITIONS.items() if targets
 )
-# Sanity bounds of the system of record; the assistant's negotiation policy is stricter and applies first.
-MAX_PROMISE_DAYS = 30
+# Sanity bounds of the system of record (with MAX_PROMISE_DAYS, shared with the collections policy so that the
+# policy can never allow more); the negotiation policy is stricter and applies first.
 MAX_PLAN_FIRST_DUE_DAYS = 60
-# Application codes: customers read them aloud and type them, so no 0/O, 1/I/L look-alikes.
+# Application, offer and case codes: customers read them aloud and type them, so no 0/O, 1/I/L look-alikes.
 CODE_PREFIX = "SOL-"
+OFFER_PREFIX = "OF-"
+CASE_PREFIX = "CAS-"
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 CODE_LENGTH = 6
 _CODE_PATTERN = re.compile(rf"^(?:SOL)?([{CODE_ALPHABET}]{{{CODE_LENGTH}}})$")
@@ -102,6 +120,17 @@ DOCUMENT_STATUSES = frozenset(
     )
 )
 DATA_PROCESSING_PURPOSE = "credit_evaluation"
+# Channels of what the service records without a customer-facing channel.
+API_CHANNEL = "api"
+AGENT_CHANNEL = "agent"
+# Why plan offers cannot be made, besides the counter-offer reasons of ``credia.collections.plans``.
+NOTHING_OVERDUE = "nothing_overdue"
+PLAN_ACTIVE = "plan_active"
+COLLECTIONS_HOLD = "collections_hold"
+SMS_CODE_TEXT = (
+    "Credia: su código de verificación es {code}. Vence en {minutes} minutos. No lo comparta con nadie: "
+    "nunca se lo pediremos por llamada."
+)
 
 
 class OperationError(Exception):
@@ -208,9 +237,13 @@ def current_consents(customer: Customer) -> Dict[ConsentChannel, Optional[Consen
 
 def new_application_code(session: Session, rng: random.Random = _SYSTEM_RANDOM) -> str:
     """An unused ``SOL-XXXXXX`` code; the seed passes its own generator so demo codes are repeatable."""
+    return _unused_code(session, CreditApplication.code, CODE_PREFIX, rng)
+
+
+def _unused_code(session: Session, column: Any, prefix: str, rng: random.Random = _SYSTEM_RANDOM) -> str:
     while True:
-        code = CODE_PREFIX + "".join(rng.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
-        if session.execute(select(CreditApplication.id).where(CreditApplication.code == code)).scalar() is None:
+        code = prefix + "".join(rng.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+        if session.execute(select(column).where(column == code)).scalar() is None:
             return code
 
 
@@ -646,23 +679,84 @@ def refresh_promises(session: Session, loan: Loan, today: date, at: datetime) ->
     return promises
 
 
+@dataclass(frozen=True)
+class PromiseTerms:
+    """What a promise to pay on a loan may be today: an amount and a date within these bounds."""
+
+    bucket: str
+    min_amount: Decimal
+    max_amount: Decimal
+    suggested_amount: Decimal
+    earliest_date: date
+    latest_date: date
+
+
+def promise_terms(loan: Loan, policy: CollectionsPolicy, today: date) -> PromiseTerms:
+    """The collections policy for the loan's bucket: at least ``promise_min_rate`` of the overdue debt (rounded
+    up to the cent, never above the balance), from today to ``promise_max_days`` ahead."""
+    state = position(loan, today)
+    if state.total_overdue <= 0:
+        raise Conflict(f"loan {loan.id} has nothing overdue; a promise to pay needs overdue debt")
+    rules = policy.bucket(state.bucket)
+    balance = state.outstanding_balance
+    minimum = min(max(ceil_money(rules.promise_min_rate * state.total_overdue), CENT), balance)
+    return PromiseTerms(
+        bucket=state.bucket,
+        min_amount=minimum,
+        max_amount=balance,
+        suggested_amount=state.total_overdue,
+        earliest_date=today,
+        latest_date=today + timedelta(days=rules.promise_max_days),
+    )
+
+
+def pending_promise(session: Session, loan: Loan, today: date, at: datetime) -> Optional[PromiseToPay]:
+    pending = PromiseStatus.PENDING.value
+    return next((p for p in refresh_promises(session, loan, today, at) if p.status == pending), None)
+
+
 def create_promise(
-    session: Session, loan: Loan, amount: Decimal, promised_date: date, today: date, at: datetime
+    session: Session,
+    loan: Loan,
+    amount: Decimal,
+    promised_date: date,
+    today: date,
+    at: datetime,
+    channel: str = API_CHANNEL,
+    terms: Optional[PromiseTerms] = None,
 ) -> PromiseToPay:
-    """Record a promise to pay within ``MAX_PROMISE_DAYS``; a loan holds one pending promise at a time."""
-    balance = position(loan, today).outstanding_balance
+    """Record a promise to pay within ``terms`` (the collections policy, from ``promise_terms``), or within the
+    system's bounds only when there are none (the seed's history); a loan holds one pending promise at a time."""
+    state = position(loan, today)
+    balance = state.outstanding_balance
     if balance <= 0:
         raise Conflict(f"loan {loan.id} is paid off")
-    if amount > balance:
-        raise Invalid(f"amount {soles(amount)} exceeds the outstanding balance of {soles(balance)}")
-    if promised_date < today:
-        raise Invalid(f"promised_date {promised_date.isoformat()} is in the past")
-    if promised_date > today + timedelta(days=MAX_PROMISE_DAYS):
-        raise Invalid(f"promised_date must be within {MAX_PROMISE_DAYS} days")
-    if any(p.status == PromiseStatus.PENDING.value for p in refresh_promises(session, loan, today, at)):
+    if pending_promise(session, loan, today, at) is not None:
         raise Conflict(f"loan {loan.id} already has a pending promise to pay")
+    bounds = terms or PromiseTerms(
+        state.bucket, CENT, balance, state.total_overdue, today, today + timedelta(days=MAX_PROMISE_DAYS)
+    )
+    problems = []
+    if not bounds.earliest_date <= promised_date <= bounds.latest_date:
+        where = "is in the past" if promised_date < bounds.earliest_date else "is too far ahead"
+        problems.append(
+            f"promised_date {promised_date.isoformat()} {where}: it must be from "
+            f"{bounds.earliest_date.isoformat()} to {bounds.latest_date.isoformat()}"
+        )
+    if not bounds.min_amount <= amount <= bounds.max_amount:
+        problems.append(
+            f"amount {soles(amount)} must be from {soles(bounds.min_amount)} to {soles(bounds.max_amount)} "
+            "(the outstanding balance)"
+        )
+    if problems:
+        raise Invalid("; ".join(problems))
     promise = PromiseToPay(
-        loan_id=loan.id, amount=amount, promised_date=promised_date, status=PromiseStatus.PENDING.value, created_at=at
+        loan_id=loan.id,
+        amount=amount,
+        promised_date=promised_date,
+        status=PromiseStatus.PENDING.value,
+        channel=channel,
+        created_at=at,
     )
     _insert_one_open(session, promise, f"loan {loan.id} already has a pending promise to pay")
     return promise
@@ -678,6 +772,22 @@ def _insert_one_open(session: Session, row: PromiseToPay | PaymentPlan, conflict
         raise Conflict(conflict) from None
 
 
+def open_plan(session: Session, loan_id: int) -> Optional[PaymentPlan]:
+    """The loan's plan in force or waiting for approval, if any (there is one at most)."""
+    return session.execute(
+        select(PaymentPlan).where(PaymentPlan.loan_id == loan_id, PaymentPlan.status.in_(OPEN_PLAN_STATUSES))
+    ).scalar_one_or_none()
+
+
+def _open_plan_conflict(loan_id: int, plan: PaymentPlan) -> str:
+    if plan.offer_id is not None:
+        return (
+            f"another offer of loan {loan_id} ({plan.offer_id}) was already accepted: payment plan {plan.id} "
+            f"is {plan.status}"
+        )
+    return f"loan {loan_id} already has payment plan {plan.id} ({plan.status})"
+
+
 def create_payment_plan(
     session: Session,
     loan: Loan,
@@ -688,8 +798,9 @@ def create_payment_plan(
     today: date,
     at: datetime,
 ) -> PaymentPlan:
-    """Spread the overdue debt (installments plus late interest, less the discount and the down payment)
-    over equal monthly installments, rounded up to the cent; one active plan per loan."""
+    """An agent records a plan already approved: the overdue debt (installments plus late interest), less the
+    discount and the down payment (due today), in equal monthly installments rounded up to the cent, the last
+    one adjusted; one open plan per loan."""
     state = position(loan, today)
     total = state.total_overdue
     if total <= 0:
@@ -704,23 +815,28 @@ def create_payment_plan(
         raise Invalid(f"first_due_date {first_due.isoformat()} is in the past")
     if first_due > today + timedelta(days=MAX_PLAN_FIRST_DUE_DAYS):
         raise Invalid(f"first_due_date must be within {MAX_PLAN_FIRST_DUE_DAYS} days")
-    active = session.execute(
-        select(PaymentPlan.id).where(PaymentPlan.loan_id == loan.id, PaymentPlan.status == PlanStatus.ACTIVE.value)
-    ).scalar()
-    if active is not None:
-        raise Conflict(f"loan {loan.id} already has active payment plan {active}")
+    rest = total - discount - down_payment
+    schedule = plans.payment_schedule(down_payment, rest, installments_count, today, first_due)
+    if schedule[-1].amount <= 0:
+        raise Invalid(f"{soles(rest)} is too little to split in {installments_count} installments")
+    current = open_plan(session, loan.id)
+    if current is not None:
+        raise Conflict(_open_plan_conflict(loan.id, current))
     plan = PaymentPlan(
         loan_id=loan.id,
+        kind=PlanKind.INSTALLMENTS.value,
+        channel=AGENT_CHANNEL,
         total_amount=total,
         discount=discount,
         down_payment=down_payment,
         installments_count=installments_count,
-        installment_amount=ceil_money((total - discount - down_payment) / installments_count),
+        installment_amount=schedule[-installments_count].amount,
         first_due_date=first_due,
         status=PlanStatus.ACTIVE.value,
         created_at=at,
+        schedule=[PlanInstallment(number=row.number, due_date=row.due_date, amount=row.amount) for row in schedule],
     )
-    _insert_one_open(session, plan, f"loan {loan.id} already has an active payment plan")
+    _insert_one_open(session, plan, f"loan {loan.id} already has an open payment plan")
     return plan
 
 
@@ -738,3 +854,363 @@ def loan_for_unassigned_payment(session: Session, customer: Customer, today: dat
     if not candidates:
         raise Conflict(f"customer {customer.id} has no active loan to apply the payment to")
     return max(candidates, key=lambda item: item[:2])[2]
+
+
+# --- collections: plan offers, cases, identity ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Negotiation:
+    """The answer to a request for plan offers: the offers stored, or why there are none."""
+
+    bucket: str
+    debt: Decimal
+    feasible: bool
+    reason: Optional[str]
+    required_installments: Optional[int]
+    max_installments: int
+    needs_approval: bool
+    offers: List[PlanOffer]
+
+
+def has_collections_hold(session: Session, loan_id: int) -> bool:
+    """True while a dispute on the loan is open: nobody may contact the customer to collect it."""
+    return (
+        session.execute(
+            select(Case.id).where(
+                Case.loan_id == loan_id, Case.kind == CaseKind.DISPUTE.value, Case.status == CaseStatus.OPEN.value
+            )
+        ).first()
+        is not None
+    )
+
+
+def offer_plans(
+    session: Session,
+    loan: Loan,
+    policy: CollectionsPolicy,
+    monthly_amount: Optional[Decimal],
+    channel: str,
+    today: date,
+    at: datetime,
+) -> Negotiation:
+    """Store the plans the policy allows on the loan's overdue debt today (the standard options, or the plan
+    for ``monthly_amount``), each with its own code, so that accepting one books exactly what was shown."""
+    state = position(loan, today)
+    debt = state.total_overdue
+    if debt <= 0:
+        return Negotiation(state.bucket, debt, False, NOTHING_OVERDUE, None, 0, False, [])
+    rules = policy.bucket(state.bucket)
+
+    def refused(reason: Optional[str], required: Optional[int] = None) -> Negotiation:
+        return Negotiation(
+            state.bucket, debt, False, reason, required, rules.max_installments, plans.needs_approval(debt, rules), []
+        )
+
+    if has_collections_hold(session, loan.id):
+        return refused(COLLECTIONS_HOLD)
+    if open_plan(session, loan.id) is not None:
+        return refused(PLAN_ACTIVE)
+    if monthly_amount is None:
+        options = plans.plan_options(debt, rules, today)
+    else:
+        counter = plans.plan_for_monthly_amount(debt, rules, today, monthly_amount)
+        if counter.plan is None:
+            return refused(counter.reason, counter.required_installments)
+        options = [counter.plan]
+    offers = [_plan_offer(session, loan, option, monthly_amount, channel, at) for option in options]
+    session.flush()
+    return Negotiation(
+        state.bucket, debt, True, None, None, rules.max_installments, plans.needs_approval(debt, rules), offers
+    )
+
+
+def _plan_offer(
+    session: Session,
+    loan: Loan,
+    option: plans.PlanOption,
+    monthly_amount: Optional[Decimal],
+    channel: str,
+    at: datetime,
+) -> PlanOffer:
+    offer = PlanOffer(
+        id=_unused_code(session, PlanOffer.id, OFFER_PREFIX),
+        loan_id=loan.id,
+        kind=option.kind,
+        debt=option.debt,
+        discount=option.discount,
+        down_payment=option.down_payment,
+        installments_count=option.installments_count,
+        installment_amount=option.installment_amount,
+        total_to_pay=option.total_to_pay,
+        first_due_date=option.first_due_date,
+        valid_until=option.valid_until,
+        needs_approval=option.needs_approval,
+        schedule=[
+            {"number": row.number, "due_date": row.due_date.isoformat(), "amount": str(row.amount)}
+            for row in option.schedule
+        ],
+        monthly_amount=monthly_amount,
+        channel=channel,
+        status=OfferStatus.OFFERED.value,
+        created_at=at,
+    )
+    session.add(offer)
+    return offer
+
+
+def get_plan_offer(session: Session, offer_id: str) -> PlanOffer:
+    offer = session.get(PlanOffer, offer_id.strip().upper())
+    if offer is None:
+        raise NotFound(f"plan offer {offer_id!r} not found")
+    return offer
+
+
+def offer_status(offer: PlanOffer, today: date) -> OfferStatus:
+    """Accepted, or offered until its ``valid_until`` (inclusive) and expired after."""
+    if offer.status == OfferStatus.ACCEPTED.value:
+        return OfferStatus.ACCEPTED
+    return OfferStatus.EXPIRED if today > offer.valid_until else OfferStatus.OFFERED
+
+
+def _plan_of_offer(session: Session, offer_id: str) -> Optional[PaymentPlan]:
+    return session.execute(select(PaymentPlan).where(PaymentPlan.offer_id == offer_id)).scalar_one_or_none()
+
+
+def accept_plan_offer(
+    session: Session, offer: PlanOffer, channel: str, today: date, at: datetime
+) -> Tuple[PaymentPlan, bool]:
+    """Book the plan exactly as offered, with its schedule: active, or waiting for a person's approval when the
+    offer said so. Accepting again returns the same plan; the flag says whether it is new."""
+    booked = _plan_of_offer(session, offer.id)
+    if booked is not None:
+        return booked, False
+    if offer_status(offer, today) is OfferStatus.EXPIRED:
+        raise Conflict(f"offer {offer.id} expired on {offer.valid_until.isoformat()}; ask for new offers")
+    loan = get_loan(session, offer.loan_id)
+    if position(loan, today).total_overdue <= 0:
+        raise Conflict(f"loan {loan.id} has nothing overdue any more; offer {offer.id} no longer applies")
+    current = open_plan(session, loan.id)
+    if current is not None:
+        raise Conflict(_open_plan_conflict(loan.id, current))
+    pending = PlanStatus.PENDING_APPROVAL if offer.needs_approval else PlanStatus.ACTIVE
+    plan = PaymentPlan(
+        loan_id=loan.id,
+        offer_id=offer.id,
+        kind=offer.kind,
+        channel=channel,
+        total_amount=offer.debt,
+        discount=offer.discount,
+        down_payment=offer.down_payment,
+        installments_count=offer.installments_count,
+        installment_amount=offer.installment_amount,
+        first_due_date=offer.first_due_date,
+        status=pending.value,
+        created_at=at,
+        schedule=[
+            PlanInstallment(
+                number=row["number"], due_date=date.fromisoformat(row["due_date"]), amount=Decimal(row["amount"])
+            )
+            for row in offer.schedule
+        ],
+    )
+    offer.status = OfferStatus.ACCEPTED.value
+    offer.accepted_at = at
+    session.add(plan)
+    try:
+        session.flush()
+    except IntegrityError:
+        # A concurrent request booked this offer (answer with its plan) or another plan of the loan (conflict).
+        session.rollback()
+        booked = _plan_of_offer(session, offer.id)
+        if booked is not None:
+            return booked, False
+        current = open_plan(session, offer.loan_id)
+        raise Conflict(
+            _open_plan_conflict(offer.loan_id, current) if current else f"offer {offer.id} could not be accepted"
+        ) from None
+    return plan, True
+
+
+def find_case_by_key(session: Session, idempotency_key: str) -> Optional[Case]:
+    return session.execute(select(Case).where(Case.idempotency_key == idempotency_key)).scalar_one_or_none()
+
+
+def get_case(session: Session, case_id: int) -> Case:
+    case = session.get(Case, case_id)
+    if case is None:
+        raise NotFound(f"case {case_id} not found")
+    return case
+
+
+def open_case(
+    session: Session,
+    kind: CaseKind,
+    customer_id: Optional[int],
+    loan_id: Optional[int],
+    channel: str,
+    conversation_id: Optional[str],
+    priority: str,
+    summary: str,
+    details: Dict[str, Any],
+    attachments: List[Dict[str, Any]],
+    idempotency_key: Optional[str],
+    at: datetime,
+) -> Case:
+    """Open a case for a person; a case about a loan is the loan owner's (given or not), and an open dispute
+    holds collection contact on that loan until the case is closed."""
+    customer = get_customer(session, customer_id) if customer_id is not None else None
+    loan = get_loan(session, loan_id) if loan_id is not None else None
+    if loan is not None:
+        if customer is not None and loan.customer_id != customer.id:
+            raise Conflict(f"loan {loan.id} does not belong to customer {customer.id}")
+        customer_id = loan.customer_id
+    case = Case(
+        code=_unused_code(session, Case.code, CASE_PREFIX),
+        kind=kind.value,
+        customer_id=customer_id,
+        loan_id=loan_id,
+        channel=channel,
+        conversation_id=conversation_id,
+        priority=priority,
+        summary=summary,
+        details=details,
+        attachments=attachments,
+        status=CaseStatus.OPEN.value,
+        idempotency_key=idempotency_key,
+        created_at=at,
+    )
+    session.add(case)
+    session.flush()
+    return case
+
+
+def close_case(session: Session, case: Case, outcome: str, at: datetime) -> Case:
+    """Close a case with its outcome (releasing a dispute's hold); closing again with the same outcome is a
+    harmless repeat, with another one a conflict."""
+    if case.status == CaseStatus.CLOSED.value:
+        if case.outcome == outcome:
+            return case
+        raise Conflict(f"case {case.code} is already closed with outcome {case.outcome!r}")
+    case.status = CaseStatus.CLOSED.value
+    case.outcome = outcome
+    case.closed_at = at
+    session.flush()
+    return case
+
+
+@dataclass(frozen=True)
+class Verification:
+    verified: bool
+    customer: Optional[Customer]
+    attempts_left: int
+    locked_until: Optional[datetime]
+
+
+def _code_hash(challenge_id: str, code: str) -> str:
+    return hashlib.sha256(f"{challenge_id}:{code}".encode()).hexdigest()
+
+
+def send_code(
+    session: Session, rules: VerificationRules, document_type: str, document_number: str, at: datetime
+) -> IdentityChallenge:
+    """Create a one-time code for a document and send it by (mock) SMS to the customer's phone. An unknown
+    document gets a challenge all the same, whose code is sent nowhere, so the answer never tells them apart."""
+    customer = find_customer_by_document(session, document_type, document_number)
+    challenge_id = secrets.token_urlsafe(18)
+    code = "".join(secrets.choice(string.digits) for _ in range(rules.code_length))
+    challenge = IdentityChallenge(
+        id=challenge_id,
+        document_type=document_type,
+        document_number=document_number,
+        customer_id=customer.id if customer else None,
+        code_hash=_code_hash(challenge_id, code),
+        expires_at=at + timedelta(minutes=rules.code_ttl_minutes),
+        created_at=at,
+    )
+    session.add(challenge)
+    if customer is not None:
+        text = SMS_CODE_TEXT.format(code=code, minutes=rules.code_ttl_minutes)
+        session.add(SmsMessage(customer_id=customer.id, to=customer.phone, text=text, sent_at=at))
+    session.flush()
+    return challenge
+
+
+def verify_identity(
+    session: Session,
+    rules: VerificationRules,
+    document_type: str,
+    document_number: str,
+    at: datetime,
+    birth_date: Optional[date] = None,
+    challenge_id: Optional[str] = None,
+    code: Optional[str] = None,
+) -> Verification:
+    """Check the second factor (date of birth, or a one-time code of this document) and count failures per
+    document, customer or not: ``max_failures`` in a row lock it for ``lock_minutes``, during which even the
+    right factor fails and nothing is counted. Success resets the count and uses the code up."""
+    state = _verification_state(session, document_type, document_number, at)
+    if state.locked_until is not None:
+        if at < state.locked_until:
+            return Verification(False, None, 0, state.locked_until)
+        state.failures, state.locked_until = 0, None
+    customer = find_customer_by_document(session, document_type, document_number)
+    challenge = session.get(IdentityChallenge, challenge_id) if challenge_id else None
+    state.updated_at = at
+    if customer is not None and _factor_matches(customer, at, birth_date, challenge, code):
+        state.failures = 0
+        if challenge is not None:
+            challenge.used_at = at
+        session.flush()
+        return Verification(True, customer, rules.max_failures, None)
+    state.failures += 1
+    if state.failures >= rules.max_failures:
+        state.locked_until = at + timedelta(minutes=rules.lock_minutes)
+    session.flush()
+    return Verification(False, None, max(rules.max_failures - state.failures, 0), state.locked_until)
+
+
+def _factor_matches(
+    customer: Customer,
+    at: datetime,
+    birth_date: Optional[date],
+    challenge: Optional[IdentityChallenge],
+    code: Optional[str],
+) -> bool:
+    if birth_date is not None:
+        return customer.date_of_birth == birth_date
+    return (
+        challenge is not None
+        and code is not None
+        and challenge.customer_id == customer.id
+        and challenge.used_at is None
+        and at < challenge.expires_at
+        and hmac.compare_digest(challenge.code_hash, _code_hash(challenge.id, code))
+    )
+
+
+def _verification_state(session: Session, document_type: str, document_number: str, at: datetime) -> VerificationState:
+    """The document's failure count, locked for this transaction so concurrent attempts are counted one by one.
+
+    The UPDATE comes first: it takes SQLite's write lock (a row lock on PostgreSQL) before anything is read.
+    """
+    key = (VerificationState.document_type == document_type, VerificationState.document_number == document_number)
+    session.execute(
+        update(VerificationState).where(*key).values(updated_at=at).execution_options(synchronize_session=False)
+    )
+    state = session.execute(
+        select(VerificationState).where(*key).execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if state is not None:
+        return state
+    state = VerificationState(
+        document_type=document_type, document_number=document_number, failures=0, locked_until=None, updated_at=at
+    )
+    session.add(state)
+    try:
+        session.flush()
+    except IntegrityError:
+        # Another request created it first (PostgreSQL, where an UPDATE of no row locks nothing): use that one.
+        session.rollback()
+        return _verification_state(session, document_type, document_number, at)
+    return state

@@ -7,6 +7,7 @@ typo is reported instead of silently ignored; the payments webhook allows them s
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable, Dict, Iterator, List, Optional
@@ -21,19 +22,26 @@ from pydantic import (
     Field,
     StrictBool,
     conint,
+    conlist,
     constr,
     root_validator,
     validator,
 )
 
+from credia.collections.policy import MAX_PLAN_INSTALLMENTS
 from credia.core_banking.documents import DOCUMENT_COUNTRIES, InvalidDocument, normalise_document
 from credia.core_banking.loans import CENT, today_lima
 from credia.core_banking.models import (
     ApplicationStatus,
+    CaseKind,
+    CasePriority,
+    CaseStatus,
     ConsentChannel,
     Country,
     DocumentType,
     EmploymentType,
+    OfferStatus,
+    PlanKind,
     PlanStatus,
     PromiseStatus,
 )
@@ -134,6 +142,8 @@ DocumentNumber = constr(strip_whitespace=True, min_length=1, max_length=30)
 Phone = constr(strip_whitespace=True, min_length=1, max_length=30)
 Email = constr(strip_whitespace=True, max_length=254)
 ProductCode = constr(strip_whitespace=True, to_upper=True, min_length=1, max_length=20)
+# Where something was done: whatsapp, socketio, rest, call_center, branch...
+Channel = constr(strip_whitespace=True, to_lower=True, regex=r"^[a-z0-9][a-z0-9_.:-]{0,39}$")
 # Files a customer sends from a phone or the web: photos and PDFs.
 DOCUMENT_CONTENT_TYPES = ("application/pdf", "image/jpeg", "image/png", "image/webp", "image/heic")
 
@@ -181,6 +191,12 @@ def _e164(cls: Any, value: str, values: Dict[str, Any]) -> str:
     if not phonenumbers.is_valid_number(phone):
         raise ValueError("is not a valid number (use E.164, e.g. +51987654321)")
     return phonenumbers.format_number(phone, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _plain_file_name(cls: Any, value: str) -> str:
+    if any(char in value for char in "/\\") or not value.isprintable():
+        raise ValueError("must be a file name without folders or control characters")
+    return value
 
 
 def _email(cls: Any, value: Optional[str]) -> Optional[str]:
@@ -518,11 +534,7 @@ class DocumentIn(InputSchema):
         None, description="The channel's id of the file, e.g. a WhatsApp media id."
     )
 
-    @validator("filename")
-    def _plain_name(cls, value: str) -> str:
-        if any(char in value for char in "/\\") or not value.isprintable():
-            raise ValueError("must be a file name without folders or control characters")
-        return value
+    _plain_name = validator("filename", allow_reuse=True)(_plain_file_name)
 
     @validator("content_type")
     def _accepted_type(cls, value: str) -> str:
@@ -601,6 +613,12 @@ class LoanOut(Schema):
     next_due_amount: Optional[Money]
     outstanding_principal: Money
     outstanding_balance: Money = Field(..., description="Every unpaid installment plus late interest.")
+    collections_hold: bool = Field(
+        ..., description="True while a dispute on the loan is open: no collection contact about it."
+    )
+    active_plan_id: Optional[int] = Field(
+        None, description="The payment plan in force or waiting for approval (status pending_approval), if any."
+    )
 
 
 class LoanDetailOut(LoanOut):
@@ -668,15 +686,26 @@ class WebhookResult(Schema):
 
 
 class PaymentPlanIn(InputSchema):
-    installments_count: conint(ge=1, le=36)  # type: ignore[valid-type]
+    installments_count: conint(ge=1, le=MAX_PLAN_INSTALLMENTS)  # type: ignore[valid-type]
     down_payment: Money = Decimal("0.00")
     discount: Money = Field(Decimal("0.00"), description="Amount forgiven of the overdue debt.")
     first_due_date: Optional[date] = Field(None, description="Default: a month from today; within 60 days.")
 
 
+class ScheduleRowOut(Schema):
+    number: int = Field(
+        ..., description="0: due the day the plan is agreed (down payment or settlement); installments from 1."
+    )
+    due_date: date
+    amount: Money
+
+
 class PaymentPlanOut(Schema):
     id: int
     loan_id: int
+    offer_id: Optional[str] = Field(None, description="The offer the customer accepted; null if an agent recorded it.")
+    kind: PlanKind
+    channel: str
     total_amount: Money = Field(..., description="Overdue debt (installments + late interest) when agreed.")
     discount: Money
     down_payment: Money
@@ -685,11 +714,60 @@ class PaymentPlanOut(Schema):
     first_due_date: date
     status: PlanStatus
     created_at: datetime
+    schedule: List[ScheduleRowOut] = Field(..., description="Every payment; they add up to total − discount.")
+
+
+class PlanOffersIn(InputSchema):
+    monthly_amount: Optional[Money] = Field(
+        None, description="What the customer can pay a month: the plan with the fewest installments within it."
+    )
+    channel: Channel = Field("api", description="Where the offers are shown.")  # type: ignore[valid-type]
+
+
+class PlanOfferOut(Schema):
+    id: str = Field(..., example="OF-7K3M9Q")
+    loan_id: int
+    kind: PlanKind = Field(..., description="settlement: one payment today with a discount; installments.")
+    debt: Money = Field(..., description="The loan's total overdue when offered.")
+    discount: Money
+    down_payment: Money = Field(..., description="Due today; for a settlement, the whole amount to pay.")
+    installments_count: int = Field(..., description="Monthly installments after the down payment (0: settlement).")
+    installment_amount: Money = Field(..., description="The regular installment; the last one may be a little less.")
+    total_to_pay: Money = Field(..., description="debt − discount: what the schedule adds up to.")
+    first_due_date: date
+    valid_until: date = Field(..., description="Last day it can be accepted (America/Lima).")
+    needs_approval: bool = Field(..., description="Accepting it books a plan that waits for a person's approval.")
+    status: OfferStatus
+    schedule: List[ScheduleRowOut]
+
+
+class PlanOffersOut(Schema):
+    loan_id: int
+    bucket: str
+    debt: Money = Field(..., description="Total overdue today: unpaid installments plus late interest.")
+    currency: str
+    feasible: bool
+    reason: Optional[str] = Field(
+        None,
+        description="Why there are no offers: nothing_overdue, collections_hold (open dispute), plan_active, or "
+        "for a monthly_amount below_minimum_installment or exceeds_max_installments.",
+    )
+    required_installments: Optional[int] = Field(
+        None, description="With exceeds_max_installments: the installments that monthly_amount would take."
+    )
+    max_installments: int
+    needs_approval: bool
+    offers: List[PlanOfferOut] = Field(..., description="At most 3, stored; accept one by its id.")
+
+
+class AcceptOfferIn(InputSchema):
+    channel: Channel = Field("api", description="Where the customer accepted.")  # type: ignore[valid-type]
 
 
 class PromiseIn(InputSchema):
     amount: PositiveMoney
-    promised_date: date = Field(..., description="Today or later, within 30 days (America/Lima).")
+    promised_date: date = Field(..., description="Within the collections policy: see promise-terms.")
+    channel: Channel = Field("api", description="Where the customer promised.")  # type: ignore[valid-type]
 
 
 class PromiseOut(Schema):
@@ -698,8 +776,133 @@ class PromiseOut(Schema):
     amount: Money
     promised_date: date
     status: PromiseStatus
+    channel: str
     created_at: datetime
     resolved_at: Optional[datetime]
+
+
+class PromiseTermsOut(Schema):
+    bucket: str
+    min_amount: Money = Field(..., description="The bucket's share of the overdue debt, rounded up to the cent.")
+    max_amount: Money = Field(..., description="The outstanding balance.")
+    suggested_amount: Money = Field(..., description="The total overdue: what brings the loan current.")
+    earliest_date: date
+    latest_date: date
+    pending_promise: Optional[PromiseOut] = Field(None, description="Only one promise may be pending at a time.")
+
+
+class AttachmentIn(InputSchema):
+    filename: constr(strip_whitespace=True, min_length=1, max_length=255)  # type: ignore[valid-type]
+    content_type: constr(strip_whitespace=True, to_lower=True, max_length=100) = ""  # type: ignore[valid-type]
+    url: constr(strip_whitespace=True, min_length=1, max_length=2000) = Field(  # type: ignore[valid-type]
+        ..., description="Where the file is: an http(s) URL, or the channel's media id."
+    )
+
+    _plain_name = validator("filename", allow_reuse=True)(_plain_file_name)
+
+    @validator("url")
+    def _printable(cls, value: str) -> str:
+        if not value.isprintable():
+            raise ValueError("must not contain control characters")
+        return value
+
+
+class AttachmentOut(Schema):
+    filename: str
+    content_type: str
+    url: str
+
+
+MAX_CASE_DETAILS_BYTES = 8 * 1024
+
+
+class CaseIn(InputSchema):
+    kind: CaseKind
+    customer_id: Optional[Id] = Field(None, description="Filled from the loan when only loan_id is given.")
+    loan_id: Optional[Id] = Field(None, description="Must be a loan of customer_id (409 otherwise).")
+    channel: Channel  # type: ignore[valid-type]
+    conversation_id: Optional[constr(strip_whitespace=True, min_length=1, max_length=200)] = None  # type: ignore[valid-type]
+    priority: CasePriority = CasePriority.NORMAL
+    summary: constr(strip_whitespace=True, min_length=1, max_length=500)  # type: ignore[valid-type]
+    details: Dict[str, Any] = Field(default_factory=dict, description="Anything a person needs, at most 8 KB of JSON.")
+    attachments: conlist(AttachmentIn, max_items=5) = Field(default_factory=list)  # type: ignore[valid-type]
+
+    @validator("details")
+    def _small_details(cls, value: Dict[str, Any]) -> Dict[str, Any]:
+        size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode())
+        if size > MAX_CASE_DETAILS_BYTES:
+            raise ValueError(f"must be at most {MAX_CASE_DETAILS_BYTES} bytes of JSON (found {size})")
+        return value
+
+
+class CaseOut(Schema):
+    id: int
+    code: str = Field(..., example="CAS-7K3M9Q", description="What the customer quotes to ask about it.")
+    kind: CaseKind
+    customer_id: Optional[int]
+    loan_id: Optional[int]
+    channel: str
+    conversation_id: Optional[str]
+    priority: CasePriority
+    summary: str
+    details: Dict[str, Any]
+    attachments: List[AttachmentOut]
+    status: CaseStatus
+    outcome: Optional[str]
+    created_at: datetime
+    closed_at: Optional[datetime]
+
+
+class CaseCloseIn(InputSchema):
+    outcome: constr(strip_whitespace=True, min_length=1, max_length=500)  # type: ignore[valid-type]
+
+
+class CodeRequestIn(InputSchema):
+    document_type: DocumentType = DocumentType.DNI
+    document_number: DocumentNumber  # type: ignore[valid-type]
+
+    _document = validator("document_number", allow_reuse=True)(_valid_document)
+
+
+class CodeChallengeOut(Schema):
+    challenge_id: str = Field(..., description="Give it back with the code in POST /identity/verifications.")
+    expires_at: datetime
+    message: str = Field(..., description="For the customer, in Spanish; the same whether or not the document exists.")
+
+
+class VerificationIn(InputSchema):
+    """The document and exactly one factor: ``birth_date``, or ``challenge_id`` with ``code``."""
+
+    document_type: DocumentType = DocumentType.DNI
+    document_number: DocumentNumber  # type: ignore[valid-type]
+    birth_date: Optional[date] = None
+    challenge_id: Optional[constr(strip_whitespace=True, min_length=1, max_length=64)] = None  # type: ignore[valid-type]
+    code: Optional[constr(strip_whitespace=True, regex=r"^[0-9]{1,12}$")] = None  # type: ignore[valid-type]
+
+    _document = validator("document_number", allow_reuse=True)(_valid_document)
+
+    @root_validator(skip_on_failure=True)
+    def _one_factor(cls, values: Dict[str, Any]) -> Dict[str, Any]:
+        by_code = values.get("challenge_id") is not None or values.get("code") is not None
+        if by_code and (values.get("challenge_id") is None or values.get("code") is None):
+            raise ValueError("a one-time code needs both challenge_id and code")
+        if by_code == (values.get("birth_date") is not None):
+            raise ValueError("give one factor: birth_date, or challenge_id with code")
+        return values
+
+
+class VerificationOut(Schema):
+    verified: bool
+    customer_id: Optional[int]
+    first_name: Optional[str]
+    attempts_left: int = Field(..., description="Failures left before the document is locked (0 while locked).")
+    locked_until: Optional[datetime] = Field(None, description="Set while the document is locked.")
+
+
+class SmsOut(Schema):
+    to: str = Field(..., example="+51987654321")
+    text: str
+    sent_at: datetime
 
 
 class BureauOut(Schema):

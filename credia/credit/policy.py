@@ -343,23 +343,28 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_policy(path: Union[Path, str, None] = None) -> CreditPolicy:
-    """Read and validate the policy at ``path`` (default: ``CREDIT_POLICY_PATH`` or ``policies/credit.yml``)."""
-    path = Path(path) if path is not None else settings.credit_policy_path()
+def read_policy_file(path: Path, what: str, variable: str) -> Any:
+    """The parsed YAML of a policy file; ``what`` names the policy and ``variable`` the setting that moves it,
+    in the messages. Shared by every policy file so that each is read, and refused, the same way."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise PolicyError(f"{path}: credit policy file not found (set CREDIT_POLICY_PATH)") from None
+        raise PolicyError(f"{path}: {what} file not found (set {variable})") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"{path}: cannot read the credit policy ({exc})") from None
+        raise PolicyError(f"{path}: cannot read the {what} ({exc})") from None
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise PolicyError(f"{path}: not valid YAML{where}: {problem}") from None
-    return parse_policy(data, str(path))
+
+
+def load_policy(path: Union[Path, str, None] = None) -> CreditPolicy:
+    """Read and validate the policy at ``path`` (default: ``CREDIT_POLICY_PATH`` or ``policies/credit.yml``)."""
+    path = Path(path) if path is not None else settings.credit_policy_path()
+    return parse_policy(read_policy_file(path, "credit policy", "CREDIT_POLICY_PATH"), str(path))
 
 
 def parse_policy(data: Any, source: str = "credit policy") -> CreditPolicy:

@@ -823,12 +823,13 @@ def test_promises_are_validated_and_settled_by_payments(service: CoreBankingServ
     huge = service.post(path, {"amount": "999999", "promised_date": today.isoformat()})
     assert huge.status_code == 422 and "outstanding balance" in huge.json()["detail"]
 
-    made = service.post(path, {"amount": "80.00", "promised_date": (today + timedelta(days=3)).isoformat()})
+    minimum = service.get(f"/loans/{rosa['id']}/promise-terms").json()["min_amount"]
+    made = service.post(path, {"amount": minimum, "promised_date": (today + timedelta(days=3)).isoformat()})
     assert made.status_code == 201, made.text
     assert made.json()["status"] == "pending"
     assert service.post(path, {"amount": "10", "promised_date": today.isoformat()}).status_code == 409
 
-    paid = service.post(f"/loans/{rosa['id']}/payments", {"amount": "80.00", "external_id": "promise-80"})
+    paid = service.post(f"/loans/{rosa['id']}/payments", {"amount": minimum, "external_id": "promise-80"})
     assert paid.status_code == 201
     statuses = {p["id"]: p["status"] for p in service.get(path).json()}
     assert statuses[made.json()["id"]] == "kept"
@@ -845,7 +846,8 @@ def test_concurrent_promises_leave_one_pending(
         l for l in initial_loans["1-30"][2:]
         if all(p["status"] != "pending" for p in service.get(f"/loans/{l['id']}/promises").json())
     )
-    body = {"amount": "20.00", "promised_date": today_lima().isoformat()}
+    minimum = service.get(f"/loans/{loan['id']}/promise-terms").json()["min_amount"]
+    body = {"amount": minimum, "promised_date": today_lima().isoformat()}
 
     def promise(_: int) -> int:
         return requests.post(f"{service.url}/loans/{loan['id']}/promises", json=body, timeout=30).status_code
