@@ -1,9 +1,10 @@
 """What customers type, read into typed values: amounts, terms, dates, e-mails, phones, documents, codes.
 
-Customers write "5 mil", "S/ 5,000.50", "dos mil quinientos soles", "año y medio", "15 de marzo del 90" or
-"987 654 321", on a phone keyboard, often without accents. Each ``parse_*`` reads the answer to one question
-and raises ``ValueParseError`` with a short English reason (the bot says it in Spanish elsewhere); each
-``extract_*`` finds values inside a longer sentence, with their position, for the NLU entity extractor.
+Customers write "5 mil", "S/ 5,000.50", "dos mil quinientos soles", "año y medio", "15 de marzo del 90",
+"el viernes" or "987 654 321", on a phone keyboard, often without accents. Each ``parse_*`` reads the answer
+to one question and raises ``ValueParseError`` with a short English reason (the bot says it in Spanish
+elsewhere); each ``extract_*`` finds values inside a longer sentence, with their position, for the NLU entity
+extractor.
 
 Matching runs on a folded copy of the text (lower case, accents removed, number words turned into digits)
 that remembers where every character came from, so positions always refer to the customer's own text.
@@ -11,10 +12,11 @@ that remembers where every character came from, so positions always refer to the
 
 from __future__ import annotations
 
+import calendar
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import (
@@ -459,8 +461,12 @@ def _full_year(year: str, month: int, day: int, today: date) -> int:
     return recent - 100
 
 
+def _day_number(day: str) -> int:
+    return int(day) if day.isdigit() else 1  # "primero", "1ro", "1°"
+
+
 def _date_value(day: str, month: Union[str, int], year: str, today: date) -> date:
-    day_number = int(day) if day.isdigit() else 1  # "primero", "1ro", "1°"
+    day_number = _day_number(day)
     month_number = month if isinstance(month, int) else int(month)
     full_year = _full_year(year, month_number, day_number, today)
     if not MIN_YEAR <= full_year <= MAX_YEAR:
@@ -511,6 +517,156 @@ def parse_date(text: str, today: Optional[date] = None) -> date:
     if parsed is not None and MIN_YEAR <= parsed.year <= MAX_YEAR:
         return parsed.date()
     raise ValueParseError("no date with day, month and year found")
+
+
+# --- relative dates ------------------------------------------------------------------------------------------------
+
+_WEEKDAYS: Dict[str, int] = {
+    "lunes": 0, "martes": 1, "miercoles": 2, "jueves": 3, "viernes": 4, "sabado": 5, "domingo": 6
+}
+_WEEKDAY = "(?:" + "|".join(_WEEKDAYS) + ")"
+_DAY_OF_MONTH = r"(?:1ro|1ero|1[°º]|primero|\d{1,2})"
+# "el 15", "el día 15", "antes del 15", "el viernes 15": without such a cue a bare "15" stays an amount. A day
+# with its month needs none and leaves "el" out, as a full date does ("el [2 de enero]").
+_WEEKDAY_CUE = rf"(?:(?:el\s+|este\s+)?{_WEEKDAY}\s+(?:dia\s+)?)"
+_DAY_CUE = rf"(?:{_WEEKDAY_CUE}|(?:el\s+)?dia\s+|el\s+|(?:(?<=antes\s)|(?<=despues\s)|(?<=partir\s))del\s+)"
+_NEXT_WEEK = (
+    r"(?:(?:la\s+)?(?:proxima|siguiente)\s+semana|la\s+semana\s+(?:que\s+viene|proxima|entrante|siguiente)"
+    r"|la\s+otra\s+semana)"
+)
+_NOT_DAY_AFTER = (
+    rf"\s*(?:{_UNIT}|(?:mil|miles|millon|millones|k)(?![a-z])"
+    rf"|(?:de\s+)?(?:{_CURRENCY_AFTER}|dolares|dolar|usd|euros|euro)(?![a-z]))|\s+de\s+(?:\d|{_MONTH})"
+)
+_RELATIVE_DATE = re.compile(
+    rf"""
+    (?<![\w./\-])
+    (?:{_WEEKDAY_CUE}?(?P<dm_day>{_DAY_OF_MONTH})(?:\s*[\-/]\s*|\s+)(?:de\s+)?(?P<dm_month>{_MONTH})  # 2 de enero
+      |{_DAY_CUE}(?P<day>{_DAY_OF_MONTH})  # el 15, el día 15, el viernes 15 (not "el 15 %", "el 15 soles")
+        (?:\s+(?P<this_month>de\s+este\s+mes)
+          |\s+(?P<next_month>del\s+(?:proximo|siguiente)\s+mes|del\s+mes\s+que\s+viene))?
+        (?!{_NOT_DAY_AFTER})
+      |(?:(?P<this_weekday>este)\s+|el\s+(?:(?:proximo|otro)\s+)?|(?:proximo|otro)\s+)?(?P<weekday>{_WEEKDAY})
+        (?:\s+(?:que\s+viene|proximo))?(?:\s+de\s+(?P<week_after>{_NEXT_WEEK}))?  # el lunes (de la otra semana)
+      |(?P<today>hoy(?:\s+(?:dia|mismo))?)(?!\s+en\s+dia)  # not "hoy en día" (nowadays)
+      |(?P<day_after_tomorrow>pasado\s+manana)
+      |(?P<tomorrow>manana)
+      |(?P<month_end>(?:fin|fines|finales)\s+(?:de|del)\s+(?:este\s+)?mes)  # "a fin de mes" without the "a"
+      |(?P<fortnight>(?:fin|fines|finales)\s+de\s+(?:la\s+)?quincena|(?:la\s+|esta\s+)?(?<!\d\s)quincena)
+        (?!\s+(?:de|del)\s+(?:\d|{_MONTH}))  # not "la quincena de enero"
+      |(?P<next_week>{_NEXT_WEEK})
+      |(?:dentro\s+de|de\s+aqui\s+a|en)\s+(?P<count>\d{{1,3}})
+        \s+(?P<count_unit>dias|dia|semanas|semana|quincenas|quincena)
+        (?!\s+(?:de\s+)?(?:atraso|mora|retraso|vencid|atrasad))  # not "en 30 días de atraso"
+    )
+    (?![\w°º]|[.,:/\-]\d|\s+(?:pasad[oa]s?|anterior(?:es)?)(?![a-z]))  # not "el viernes pasado"
+    """,
+    re.VERBOSE,
+)
+# "en la mañana", "esta mañana": the morning, not tomorrow. "los viernes", "cada quincena": a habit, not a day.
+_MORNING_BEFORE = re.compile(r"(?<![a-z])(?:la|las|esta|una|cada|toda)\s+$")
+_HABIT_BEFORE = re.compile(r"(?<![a-z])(?:los|cada)\s+$")
+_NOT_THIS_FORTNIGHT_BEFORE = re.compile(
+    r"(?<![a-z])(?:cada|por|primera|segunda|1ra|2da|ultima|proxima|siguiente|otra|media)\s+$"
+)
+_MAX_DAYS_AHEAD = 366
+_DAYS_PER_UNIT = {"dia": 1, "semana": 7, "quincena": 15}
+
+
+def _month_length(year: int, month: int) -> int:
+    return calendar.monthrange(year, month)[1]
+
+
+def _next_month(today: date) -> Tuple[int, int]:
+    return (today.year + 1, 1) if today.month == 12 else (today.year, today.month + 1)
+
+
+def _day_in_month(year: int, month: int, day: int) -> date:
+    """"El 31" in a shorter month is its last day: the customer means the end of that month."""
+    return date(year, month, min(day, _month_length(year, month)))
+
+
+def _next_day_and_month(day: int, month: int, today: date) -> Optional[date]:
+    """The next time that day and month come round, today included; 9 years always hold a 29 February."""
+    for year in range(today.year, today.year + 9):
+        try:
+            candidate = date(year, month, day)
+        except ValueError:
+            continue
+        if candidate >= today:
+            return candidate
+    return None
+
+
+def _relative_value(match: Match[str], today: date) -> Optional[date]:
+    """The day a match of ``_RELATIVE_DATE`` means, seen from ``today``; None when it is no future day."""
+    if match["dm_day"]:
+        return _next_day_and_month(_day_number(match["dm_day"]), _MONTHS[match["dm_month"].rstrip(".")], today)
+    if match["day"]:
+        day = _day_number(match["day"])
+        if not 1 <= day <= 31 or match["this_month"] and day < today.day:
+            return None
+        if match["next_month"] or day < today.day:
+            return _day_in_month(*_next_month(today), day)
+        return _day_in_month(today.year, today.month, day)
+    next_monday = today + timedelta(days=7 - today.weekday())
+    if match["weekday"]:
+        weekday = _WEEKDAYS[match["weekday"]]
+        if match["week_after"]:
+            return next_monday + timedelta(days=weekday)
+        ahead = (weekday - today.weekday()) % 7
+        return today + timedelta(days=ahead or (0 if match["this_weekday"] else 7))  # "este lunes" on a Monday
+    month_end = _day_in_month(today.year, today.month, 31)
+    if match["today"]:
+        return today
+    if match["tomorrow"]:
+        return today + timedelta(days=1)
+    if match["day_after_tomorrow"]:
+        return today + timedelta(days=2)
+    if match["month_end"]:
+        return month_end
+    if match["fortnight"]:
+        return today.replace(day=15) if today.day <= 15 else month_end
+    if match["next_week"]:
+        return next_monday
+    days = int(match["count"]) * _DAYS_PER_UNIT[match["count_unit"].rstrip("s")]
+    return today + timedelta(days=days) if 1 <= days <= _MAX_DAYS_AHEAD else None
+
+
+def _is_other_sense(folded: _Folded, match: Match[str]) -> bool:
+    """"En la mañana" (the morning), "los viernes" (every Friday), "por quincena" (how often). The words before
+    are read as typed: "una mañana" is not "1 mañana", and "500 mañana" is money, then tomorrow."""
+    start = folded.starts[match.start()]
+    before = folded.source[max(0, start - 20):start]
+    if match["tomorrow"]:
+        return bool(_MORNING_BEFORE.search(before))
+    if match["weekday"]:
+        return bool(_HABIT_BEFORE.search(before))
+    if match["fortnight"]:
+        return bool(_NOT_THIS_FORTNIGHT_BEFORE.search(before))
+    return False
+
+
+def extract_relative_dates(text: str, today: Optional[date] = None) -> List[Found[date]]:
+    """Future days said from today, without a year, as customers promise a payment: "hoy", "mañana", "pasado
+    mañana", "el viernes", "el 15", "el 2 de enero", "fin de mes", "la quincena", "la próxima semana", "en 5
+    días". Words that may also be money or a full date ("15", "15 de marzo del 90") are left to those readers."""
+    today = today or date.today()
+    folded = _fold(text)
+    full_dates = [match.span() for match in _DATE.finditer(folded.text)]
+    found = []
+    for match in _RELATIVE_DATE.finditer(folded.text):
+        start, end = match.span()
+        inside_date = any(start < date_end and date_start < end for date_start, date_end in full_dates)
+        names_date = any(begin >= end and not folded.text[end:begin].strip(" ,") for begin, _end in full_dates)
+        if inside_date or names_date:
+            continue  # "el 15 de marzo del 90" is a full date; in "el viernes, 15/12/2026" the weekday only names it
+        if _is_other_sense(folded, match):
+            continue
+        value = _relative_value(match, today)
+        if value is not None:
+            found.append(Found(*folded.span(start, end), value))
+    return found
 
 
 # --- e-mail --------------------------------------------------------------------------------------------------------
@@ -661,6 +817,7 @@ AMOUNT = "amount"
 TERM_MONTHS = "term_months"
 TENURE_MONTHS = "tenure_months"
 DATE = "date"
+RELATIVE_DATE = "relative_date"
 DOCUMENT_NUMBER = "document_number"
 EMAIL = "email"
 PHONE = "phone"
@@ -679,6 +836,7 @@ _PRECEDENCE = (
     (PHONE, False),  # 9 digits starting with 9
     (DOCUMENT_NUMBER, False),  # 8 digits, a RUT, a CURP
     (TERM_MONTHS, False),  # "a 24"
+    (RELATIVE_DATE, True),  # "el 15", "el viernes": a day, not the bare amount "15", but never over the rest
     (AMOUNT, False),  # "3500"
 )
 _RANK = {reading: rank for rank, reading in enumerate(_PRECEDENCE)}
@@ -691,6 +849,7 @@ def find_values(text: str, region: str = "PE", today: Optional[date] = None) -> 
         *((EMAIL, found) for found in extract_emails(text)),
         *((APPLICATION_CODE, found) for found in extract_application_codes(text)),
         *((DATE, found) for found in extract_dates(text, today)),
+        *((RELATIVE_DATE, found) for found in extract_relative_dates(text, today)),
         *((DOCUMENT_NUMBER, found) for found in extract_document_numbers(text)),
         *((PHONE, found) for found in extract_phones(text, region)),
         *((TENURE_MONTHS, found) for found in extract_tenures(text)),

@@ -1,5 +1,5 @@
-"""``SpanishValueExtractor``: amounts, terms, dates, documents, e-mails, phones and application codes as
-entities with normalised values, found by rules (``credia.values``) rather than learnt.
+"""``SpanishValueExtractor``: amounts, terms, dates (full or relative to today), documents, e-mails, phones and
+application codes as entities with normalised values, found by rules (``credia.values``) rather than learnt.
 
 Values such as "S/ 5,000.50" or "dieciocho meses" are too varied to learn from examples and must come out
 exact, so DIET keeps the words with meaning (product, employment type) and this component the values.
@@ -17,6 +17,9 @@ amount              decimal string "5000.00"                    any number not f
 term_months         whole months as a string "18"; role          needs a unit ("meses", "años", "cuotas") or
                     "tenure" for time in a job ("hace 3 años")  "a/en/plazo de N"; a bare number is no term
 date                ISO "1990-03-15"                            day, month and year, day first
+relative_date       ISO "2026-12-11", a day from today on       "hoy", "mañana", "el viernes", "el 15", "el 2 de
+                                                                enero", "fin de mes", "la quincena", "la próxima
+                                                                semana", "en 5 días"; on the customer's calendar
 document_number     compact "101174102", "BOXW310820HNERXN09"   check character kept; not yet validated
 email               normalised address
 phone               E.164 "+51987654321"
@@ -60,8 +63,8 @@ logger = logging.getLogger(__name__)
 
 # The entity types this extractor produces (time in a job comes out as term_months with a role).
 ENTITY_TYPES = frozenset(
-    {values.AMOUNT, values.TERM_MONTHS, values.DATE, values.DOCUMENT_NUMBER, values.EMAIL, values.PHONE,
-     values.APPLICATION_CODE}
+    {values.AMOUNT, values.TERM_MONTHS, values.DATE, values.RELATIVE_DATE, values.DOCUMENT_NUMBER, values.EMAIL,
+     values.PHONE, values.APPLICATION_CODE}
 )
 INCOME_ROLE = "income"
 # Time in a job is a number of months like a loan term; the role tells the form which question it answers.
@@ -108,7 +111,8 @@ def extract_entities(text: str, country: str = "PE", today: Optional[date] = Non
     if not isinstance(text, str) or not text.strip():
         return []
     profile = country_profile(country)
-    # "Not in the future" for a 2-digit year is judged on the customer's calendar, not the server's.
+    # "Mañana" and "not in the future" for a 2-digit year are judged on the customer's calendar (America/Lima for
+    # Peru), not the server's: a server on UTC is already on the next day from 7 p.m. in Lima.
     today = today or datetime.now(ZoneInfo(profile.time_zone)).date()
     found = values.find_values(text, profile.phone_region, today)
     spans = [(item.start, item.end) for _kind, item in found]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import date
+from datetime import date, datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -17,7 +17,8 @@ from rasa.shared.data import TrainingType
 from rasa.shared.nlu.constants import ENTITIES, TEXT
 from rasa.shared.nlu.training_data.message import Message
 
-from credia.nlu.extractor import SpanishValueExtractor, extract_entities
+from credia.nlu import extractor as extractor_module
+from credia.nlu.extractor import ENTITY_TYPES, SpanishValueExtractor, extract_entities
 
 COMPONENT = "credia.nlu.extractor.SpanishValueExtractor"
 
@@ -152,7 +153,9 @@ def test_dates_phones_and_ids_win_over_amounts(extractor: SpanishValueExtractor,
         "tengo 2 hijos",
         "tengo 35 años",
         "a las 5 de la tarde",
-        "el 15 de este mes",
+        "el 15 % de inicial",
+        "en la mañana",
+        "los viernes",
         "mil gracias",
         "solicitud",
         "¿qué tasa tienen? 45%",
@@ -218,6 +221,43 @@ def test_two_digit_years_are_judged_on_the_given_day() -> None:
     """Day-first dates with a 2-digit year take the century that does not put them in the future."""
     assert [entity["value"] for entity in extract_entities("04/12/26", today=date(2026, 12, 4))] == ["2026-12-04"]
     assert [entity["value"] for entity in extract_entities("04/12/26", today=date(2026, 12, 3))] == ["1926-12-04"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("le pago 300 el viernes", [("amount", "300", "300.00"), ("relative_date", "el viernes", "2026-12-11")]),
+        ("el 15 pago 300", [("relative_date", "el 15", "2026-12-15"), ("amount", "300", "300.00")]),
+        ("el 15 de este mes", [("relative_date", "el 15 de este mes", "2026-12-15")]),
+        ("mañana en la mañana", [("relative_date", "mañana", "2026-12-05")]),
+        ("a fin de mes", [("relative_date", "fin de mes", "2026-12-31")]),
+        ("el 2 de enero", [("relative_date", "2 de enero", "2027-01-02")]),
+        ("15 de diciembre de 2026", [("date", "15 de diciembre de 2026", "2026-12-15")]),
+    ],
+)
+def test_promised_days_are_relative_dates(text: str, expected: list) -> None:
+    entities = extract_entities(text, today=date(2026, 12, 4))
+    assert [(entity["entity"], text[entity["start"]:entity["end"]], entity["value"]) for entity in entities] == expected
+
+
+def test_relative_dates_count_from_the_day_in_lima(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 9 p.m. in Lima a UTC server is already on the next day; "mañana" is the customer's tomorrow."""
+
+    class NineAtNightInLima(datetime):
+        @classmethod
+        def now(cls, tz: Optional[tzinfo] = None) -> datetime:
+            return datetime(2026, 12, 5, 2, 0, tzinfo=timezone.utc).astimezone(tz)
+
+    monkeypatch.setattr(extractor_module, "datetime", NineAtNightInLima)
+    assert [entity["value"] for entity in extract_entities("mañana")] == ["2026-12-05"]
+    assert [entity["value"] for entity in extract_entities("hoy")] == ["2026-12-04"]
+
+
+def test_the_component_tags_relative_dates(extractor: SpanishValueExtractor) -> None:
+    assert "relative_date" in ENTITY_TYPES
+    assert [(entity, words) for entity, words, _value, _role in tagged(extractor, "pago el viernes")] == [
+        ("relative_date", "el viernes")
+    ]
 
 
 def test_an_unknown_country_fails_when_the_model_loads(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from credia.values import (
     DOCUMENT_NUMBER,
     EMAIL,
     PHONE,
+    RELATIVE_DATE,
     TERM_MONTHS,
     Found,
     ValueParseError,
@@ -24,6 +25,7 @@ from credia.values import (
     extract_document_numbers,
     extract_emails,
     extract_phones,
+    extract_relative_dates,
     extract_terms,
     find_values,
     normalise_email,
@@ -34,7 +36,7 @@ from credia.values import (
     parse_term_months,
 )
 
-TODAY = date(2026, 12, 4)
+TODAY = date(2026, 12, 4)  # a Friday
 D = Decimal
 
 
@@ -350,6 +352,173 @@ def test_dates_found_in_sentences() -> None:
         ("2 de noviembre de 1979", date(1979, 11, 2)),
         ("02/11/79", date(1979, 11, 2)),
     ]
+
+
+# --- relative dates ------------------------------------------------------------------------------------------------
+
+MONDAY_MONTH_END = date(2026, 11, 30)
+SUNDAY = date(2026, 12, 6)
+YEAR_END = date(2026, 12, 30)  # a Wednesday
+FEBRUARY = date(2026, 2, 10)
+LEAP_FEBRUARY = date(2028, 2, 10)
+
+
+@pytest.mark.parametrize(
+    ("text", "today", "expected"),
+    [
+        ("hoy", TODAY, date(2026, 12, 4)),
+        ("hoy día", TODAY, date(2026, 12, 4)),
+        ("mañana", TODAY, date(2026, 12, 5)),
+        ("manana", TODAY, date(2026, 12, 5)),
+        ("Mañana", date(2026, 12, 31), date(2027, 1, 1)),
+        ("pasado mañana", TODAY, date(2026, 12, 6)),
+        ("pasado manana", YEAR_END, date(2027, 1, 1)),
+        # weekdays: the next one strictly after today, except "este <día>" said on that day
+        ("el viernes", TODAY, date(2026, 12, 11)),
+        ("viernes", TODAY, date(2026, 12, 11)),
+        ("este viernes", TODAY, date(2026, 12, 4)),
+        ("el próximo viernes", TODAY, date(2026, 12, 11)),
+        ("el proximo martes", TODAY, date(2026, 12, 8)),
+        ("el otro jueves", TODAY, date(2026, 12, 10)),
+        ("el martes que viene", TODAY, date(2026, 12, 8)),
+        ("este lunes", MONDAY_MONTH_END, date(2026, 11, 30)),
+        ("el lunes", MONDAY_MONTH_END, date(2026, 12, 7)),
+        ("el sábado", MONDAY_MONTH_END, date(2026, 12, 5)),
+        ("el sabado", MONDAY_MONTH_END, date(2026, 12, 5)),
+        ("el domingo", SUNDAY, date(2026, 12, 13)),
+        ("el miércoles", SUNDAY, date(2026, 12, 9)),
+        ("el jueves", YEAR_END, date(2026, 12, 31)),
+        ("el viernes", YEAR_END, date(2027, 1, 1)),
+        ("el lunes de la próxima semana", TODAY, date(2026, 12, 7)),
+        ("el viernes de la semana que viene", SUNDAY, date(2026, 12, 11)),
+        # day of the month: this month if not past, else next month; past its end, its last day
+        ("el 15", TODAY, date(2026, 12, 15)),
+        ("el día 15", TODAY, date(2026, 12, 15)),
+        ("el dia 30", TODAY, date(2026, 12, 30)),
+        ("el quince", TODAY, date(2026, 12, 15)),
+        ("el 4", TODAY, date(2026, 12, 4)),
+        ("el 3", TODAY, date(2027, 1, 3)),
+        ("el 1ro", TODAY, date(2027, 1, 1)),
+        ("el primero", TODAY, date(2027, 1, 1)),
+        ("el 1°", FEBRUARY, date(2026, 3, 1)),
+        ("el viernes 18", TODAY, date(2026, 12, 18)),
+        ("el 31", FEBRUARY, date(2026, 2, 28)),
+        ("el 31", LEAP_FEBRUARY, date(2028, 2, 29)),
+        ("el 31", MONDAY_MONTH_END, date(2026, 11, 30)),
+        ("el 30", date(2026, 1, 31), date(2026, 2, 28)),
+        ("el 15 de este mes", TODAY, date(2026, 12, 15)),
+        ("el 15 del próximo mes", TODAY, date(2027, 1, 15)),
+        ("el 10 del mes que viene", YEAR_END, date(2027, 1, 10)),
+        # day and month without a year: the next time it comes round
+        ("15 de diciembre", TODAY, date(2026, 12, 15)),
+        ("el 15 de diciembre", TODAY, date(2026, 12, 15)),
+        ("el 4 de diciembre", TODAY, date(2026, 12, 4)),
+        ("el 3 de diciembre", TODAY, date(2027, 12, 3)),
+        ("el 2 de enero", YEAR_END, date(2027, 1, 2)),
+        ("el dos de enero", YEAR_END, date(2027, 1, 2)),
+        ("el primero de marzo", FEBRUARY, date(2026, 3, 1)),
+        ("15 dic", TODAY, date(2026, 12, 15)),
+        ("29 de febrero", date(2026, 3, 1), date(2028, 2, 29)),
+        # end of the month and the fortnight
+        ("fin de mes", TODAY, date(2026, 12, 31)),
+        ("a fin de mes", FEBRUARY, date(2026, 2, 28)),
+        ("fines de mes", LEAP_FEBRUARY, date(2028, 2, 29)),
+        ("a fines de mes", MONDAY_MONTH_END, date(2026, 11, 30)),
+        ("quincena", TODAY, date(2026, 12, 15)),
+        ("la quincena", date(2026, 12, 15), date(2026, 12, 15)),
+        ("en la quincena", date(2026, 12, 16), date(2026, 12, 31)),
+        ("fin de quincena", FEBRUARY, date(2026, 2, 15)),
+        # next week and a number of days or weeks
+        ("la próxima semana", TODAY, date(2026, 12, 7)),
+        ("la semana que viene", MONDAY_MONTH_END, date(2026, 12, 7)),
+        ("la otra semana", SUNDAY, date(2026, 12, 7)),
+        ("la proxima semana", YEAR_END, date(2027, 1, 4)),
+        ("dentro de 5 días", TODAY, date(2026, 12, 9)),
+        ("en 5 dias", YEAR_END, date(2027, 1, 4)),
+        ("dentro de quince días", TODAY, date(2026, 12, 19)),
+        ("en una semana", TODAY, date(2026, 12, 11)),
+        ("en dos semanas", TODAY, date(2026, 12, 18)),
+    ],
+)
+def test_relative_dates(text: str, today: date, expected: date) -> None:
+    assert [item.value for item in extract_relative_dates(text, today)] == [expected]
+
+
+@pytest.mark.parametrize(
+    ("text", "covered"),
+    [
+        ("le pago el viernes", "el viernes"),  # a weekday or a bare day number keeps its article
+        ("hasta el próximo martes", "el próximo martes"),
+        ("seria el 15", "el 15"),
+        ("el día 15 de este mes", "el día 15 de este mes"),
+        ("antes del 10", "del 10"),
+        ("el viernes 18 de diciembre", "el viernes 18 de diciembre"),
+        ("el 2 de enero", "2 de enero"),  # a day and month leave "el" out, as a full date does
+        ("el día 2 de enero", "2 de enero"),
+        ("le pago a fin de mes", "fin de mes"),
+        ("cuando cobre la quincena", "la quincena"),
+        ("en la quincena", "la quincena"),
+        ("deme hasta la otra semana", "la otra semana"),
+        ("pago en 3 días", "en 3 días"),  # without "en" it is a duration
+        ("pasado mañana le deposito", "pasado mañana"),
+    ],
+)
+def test_relative_date_spans(text: str, covered: str) -> None:
+    assert [text[item.start:item.end] for item in extract_relative_dates(text, TODAY)] == [covered]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("pago 300 el viernes", [(AMOUNT, "300"), (RELATIVE_DATE, "el viernes")]),
+        ("el 15 pago 300", [(RELATIVE_DATE, "el 15"), (AMOUNT, "300")]),  # the cue makes 15 a day, not money
+        ("le pago S/ 500 mañana y el resto a fin de mes",
+         [(AMOUNT, "S/ 500"), (RELATIVE_DATE, "mañana"), (RELATIVE_DATE, "fin de mes")]),
+        ("mañana en la mañana", [(RELATIVE_DATE, "mañana")]),
+        ("15", [(AMOUNT, "15")]),  # a bare number stays an amount
+        ("el 15 de diciembre", [(RELATIVE_DATE, "15 de diciembre")]),
+        ("antes del 10 le cancelo", [(RELATIVE_DATE, "del 10")]),  # not 10 soles
+        ("15 de diciembre de 2026", [(DATE, "15 de diciembre de 2026")]),  # with a year it is a full date
+        ("el 15 de marzo del 90", [(DATE, "15 de marzo del 90")]),
+        ("el viernes 15/12/2026", [(DATE, "15/12/2026")]),  # the weekday only names the full date's day
+        ("el 15 % de inicial", []),
+        ("el 15 soles", [(AMOUNT, "15 soles")]),
+        ("el 5 mil", [(AMOUNT, "5 mil")]),
+        ("el 15 meses", [(TERM_MONTHS, "15 meses")]),
+        ("3/1", []),  # day/month without a year: too ambiguous
+    ],
+)
+def test_relative_dates_never_take_another_reading(text: str, expected: list) -> None:
+    assert [(kind, text[item.start:item.end]) for kind, item in find_values(text, today=TODAY)] == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "en la mañana",
+        "por la mañana",
+        "de la mañana",
+        "esta mañana",
+        "a las 8 de la manana",
+        "los viernes",
+        "todos los lunes",
+        "el viernes pasado",
+        "cada quincena",
+        "me pagan por quincena",
+        "la quincena de enero",
+        "hoy en día",
+        "el 45",
+        "el 15,5",
+        "el 15:30",
+        "el 15/12",
+        "31 de abril",
+        "tengo 30 días de atraso",
+        "hace 3 días",
+        "dentro de 400 días",
+    ],
+)
+def test_words_that_are_no_future_day(text: str) -> None:
+    assert extract_relative_dates(text, TODAY) == []
 
 
 # --- e-mail and phone ----------------------------------------------------------------------------------------------
