@@ -82,6 +82,8 @@ def build_processes(model: Path, var_dir: Path, ports: Ports) -> dict[str, Manag
         "PAYMENTS_URL": f"http://127.0.0.1:{ports.payments}",
         "CORE_BANKING_PORT": str(ports.core_banking),
         "PAYMENTS_PORT": str(ports.payments),
+        # Paid links are announced in the customer's conversation, after core banking applied them.
+        "PAYMENTS_ASSISTANT_WEBHOOK_URL": f"http://127.0.0.1:{ports.rasa}/webhooks/payment_events/webhook",
         "RASA_TELEMETRY_ENABLED": "false",
         "PYTHONUNBUFFERED": "1",
         **run_secrets(var_dir),

@@ -25,8 +25,12 @@ class PaymentsClient:
         loan_id: int | None = None,
         currency: str = "PEN",
         description: str = "",
+        metadata: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Create a payment link; the idempotency key makes a retried call return the same link."""
+        """Create a payment link; the idempotency key makes a retried call return the same link.
+
+        ``metadata`` comes back in the payment webhook, e.g. the conversation to tell when it is paid.
+        """
         body = {
             "amount": str(amount),
             "currency": currency,
@@ -34,6 +38,7 @@ class PaymentsClient:
             "customer_id": customer_id,
             "loan_id": loan_id,
             "description": description,
+            "metadata": metadata or {},
         }
         return await self.http.request("POST", "/links", json=body, headers={"Idempotency-Key": idempotency_key})
 

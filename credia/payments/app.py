@@ -13,7 +13,7 @@ import secrets
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
+from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Tuple
 from zoneinfo import ZoneInfo
 
 from babel.numbers import format_currency
@@ -135,6 +135,7 @@ def create_link(
         customer_id=body.customer_id,
         loan_id=body.loan_id,
         description=body.description,
+        link_metadata=body.metadata,
         status=LinkStatus.PENDING.value,
         expires_at=now + timedelta(minutes=body.expires_in_minutes),
         created_at=now,
@@ -158,8 +159,9 @@ def get_link(session_factory: sessionmaker, link_id: str) -> PaymentLink:
     return link
 
 
-def complete_link(session_factory: sessionmaker, link_id: str) -> PaymentLink:
-    """Mark a pending link paid and queue its webhook in the same transaction (transactional outbox).
+def complete_link(session_factory: sessionmaker, link_id: str, targets: Sequence[str]) -> PaymentLink:
+    """Mark a pending link paid and queue its webhooks in the same transaction (transactional outbox), one per
+    target in delivery order.
 
     The conditional UPDATE makes two simultaneous payments of one link impossible on any database.
     """
@@ -184,16 +186,22 @@ def complete_link(session_factory: sessionmaker, link_id: str) -> PaymentLink:
             raise LinkNotFound(link_id)
         if result.rowcount != 1:
             raise LinkNotPayable(link_id, link.status_at(now))
-        session.add(
-            Notification(
+        body = completed_payload(link)
+        previous: Optional[Notification] = None
+        for target in targets:
+            notification = Notification(
                 link_id=link.id,
                 event=PAYMENT_COMPLETED,
+                target=target,
+                after_id=previous.id if previous else None,
                 payment_id=link.payment_id,
-                body=completed_payload(link),
+                body=body,
                 next_attempt_at=now,
                 created_at=now,
             )
-        )
+            session.add(notification)
+            session.flush()
+            previous = notification
     return link
 
 
@@ -207,6 +215,7 @@ def link_out(link: PaymentLink, now: datetime) -> LinkOut:
         customer_id=link.customer_id,
         loan_id=link.loan_id,
         description=link.description,
+        metadata=link.link_metadata or {},
         status=link.status_at(now),
         payment_id=link.payment_id,
         expires_at=link.expires_at,
@@ -220,6 +229,7 @@ def notification_out(notification: Notification) -> NotificationOut:
     return NotificationOut(
         id=notification.id,
         event=notification.event,
+        target=notification.target,
         payment_id=notification.payment_id,
         status=notification.status,
         attempts=notification.attempts,
@@ -343,7 +353,7 @@ def read_link(request: Request, link_id: str = LinkId) -> LinkOut:
 def post_complete(request: Request, link_id: str = LinkId) -> LinkOut:
     state = _state(request)
     try:
-        link = complete_link(state.session_factory, link_id)
+        link = complete_link(state.session_factory, link_id, state.config.notifier.target_names)
     except LinkNotFound:
         raise HTTPException(404, f"payment link {link_id} not found") from None
     except LinkNotPayable as exc:
@@ -475,7 +485,7 @@ def checkout_page(request: Request, link_id: str = LinkId) -> HTMLResponse:
 def checkout_pay(request: Request, link_id: str = LinkId) -> Response:
     state = _state(request)
     try:
-        link = complete_link(state.session_factory, link_id)
+        link = complete_link(state.session_factory, link_id, state.config.notifier.target_names)
     except LinkNotFound:
         return HTMLResponse(render_missing(), status_code=404, headers=PAGE_HEADERS)
     except LinkNotPayable:

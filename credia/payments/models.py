@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Column,
     ForeignKey,
     Index,
@@ -58,6 +59,9 @@ class PaymentLink(Base):
     customer_id = Column(String(64), nullable=False, index=True)
     loan_id = Column(String(64), nullable=True)
     description = Column(String(140), nullable=False, default="")
+    # The caller's own keys (e.g. the conversation to tell when it is paid), echoed in every webhook.
+    # ``metadata`` is reserved by SQLAlchemy's declarative base, hence the attribute name.
+    link_metadata = Column("metadata", JSON, nullable=False, default=dict)
     status = Column(String(16), nullable=False, default=LinkStatus.PENDING.value)
     payment_id = Column(String(32), nullable=True, unique=True)
     expires_at = Column(UTCDateTime, nullable=False)
@@ -71,7 +75,12 @@ class PaymentLink(Base):
 
 
 class Notification(Base):
-    """One webhook to deliver; ``body`` keeps the exact bytes so every retry sends the same payload."""
+    """One webhook to one target; ``body`` keeps the exact bytes so every retry sends the same payload.
+
+    A payment fans out to the targets in their configured order: a row with ``after_id`` waits until that
+    row is delivered (the system of record applies a payment before the assistant announces it), and fails
+    with it.
+    """
 
     __tablename__ = "payment_notifications"
     __table_args__ = (Index("ix_payment_notifications_due", "status", "next_attempt_at"),)
@@ -79,6 +88,8 @@ class Notification(Base):
     id = Column(Integer, primary_key=True, autoincrement=True)
     link_id = Column(String(32), ForeignKey("payment_links.id"), nullable=False, index=True)
     event = Column(String(64), nullable=False)
+    target = Column(String(32), nullable=False, default="core_banking")
+    after_id = Column(Integer, ForeignKey("payment_notifications.id"), nullable=True)
     payment_id = Column(String(32), nullable=False)
     body = Column(LargeBinary, nullable=False)
     status = Column(String(16), nullable=False, default=DeliveryStatus.PENDING.value)

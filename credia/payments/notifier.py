@@ -1,4 +1,8 @@
-"""Delivery of the outbox: signed ``payment.completed`` webhooks to core banking, retried with backoff.
+"""Delivery of the outbox: signed ``payment.completed`` webhooks, retried with backoff.
+
+Targets, in order: core banking (always), then the assistant (``PAYMENTS_ASSISTANT_WEBHOOK_URL``, when set),
+which tells the customer in the conversation. A later target's row is only sent once the earlier one is
+delivered, so the customer hears of a payment only after core banking applied it.
 
 A background thread picks due rows, claims each one by pushing its ``next_attempt_at`` forward (so two
 service instances never send the same row at once), posts the stored bytes, and records the outcome.
@@ -14,11 +18,11 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import List
+from typing import Dict, List, Tuple
 
 import requests
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from credia import settings
 from credia.db import utcnow
@@ -36,9 +40,13 @@ BATCH_SIZE = 20
 RETRYABLE_4XX = {408, 429}
 
 
+CORE_BANKING_TARGET = "core_banking"
+ASSISTANT_TARGET = "assistant"
+
+
 @dataclass(frozen=True)
 class NotifierSettings:
-    url: str
+    targets: Tuple[Tuple[str, str], ...]  # (name, url) in delivery order
     secret: str
     retry_base_seconds: float
     max_attempts: int
@@ -47,14 +55,26 @@ class NotifierSettings:
 
     @classmethod
     def from_env(cls) -> NotifierSettings:
+        targets = [(CORE_BANKING_TARGET, f"{settings.core_banking_url()}/webhooks/payments")]
+        assistant_url = settings.env("PAYMENTS_ASSISTANT_WEBHOOK_URL", "")
+        if assistant_url:
+            targets.append((ASSISTANT_TARGET, assistant_url))
         return cls(
-            url=f"{settings.core_banking_url()}/webhooks/payments",
+            targets=tuple(targets),
             secret=settings.payments_webhook_secret(),
             retry_base_seconds=settings.env_float("PAYMENTS_WEBHOOK_RETRY_BASE_SECONDS", 2.0),
             max_attempts=max(1, settings.env_int("PAYMENTS_WEBHOOK_MAX_ATTEMPTS", 10)),
             timeout_seconds=settings.env_float("PAYMENTS_WEBHOOK_TIMEOUT_SECONDS", 5.0),
             poll_seconds=settings.env_float("PAYMENTS_WEBHOOK_POLL_SECONDS", 1.0),
         )
+
+    @property
+    def target_names(self) -> List[str]:
+        return [name for name, _url in self.targets]
+
+    @property
+    def urls(self) -> Dict[str, str]:
+        return dict(self.targets)
 
     def retry_delay(self, attempts: int) -> float:
         """Delay after the ``attempts``-th failed attempt: base, 2·base, 4·base, ... capped at one hour."""
@@ -73,6 +93,7 @@ def completed_payload(link: PaymentLink) -> bytes:
         "customer_id": link.customer_id,
         "loan_id": link.loan_id,
         "paid_at": link.paid_at.isoformat(),
+        "metadata": link.link_metadata or {},
     }
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
@@ -125,17 +146,21 @@ class WebhookNotifier:
         for notification_id in self._due_ids():
             if self._stopping.is_set():
                 return
-            body = self._claim(notification_id)
-            if body is not None:
-                self._attempt(notification_id, body)
+            claimed = self._claim(notification_id)
+            if claimed is not None:
+                self._attempt(notification_id, *claimed)
 
     def _due_ids(self) -> List[int]:
+        """Pending rows whose time has come and whose predecessor, if any, is delivered."""
+        before = aliased(Notification)
         with self._session_factory() as session:
             query = (
                 select(Notification.id)
+                .outerjoin(before, Notification.after_id == before.id)
                 .where(
                     Notification.status == DeliveryStatus.PENDING.value,
                     Notification.next_attempt_at <= utcnow(),
+                    or_(Notification.after_id.is_(None), before.status == DeliveryStatus.DELIVERED.value),
                 )
                 .order_by(Notification.next_attempt_at, Notification.id)
                 .limit(BATCH_SIZE)
@@ -153,8 +178,8 @@ class WebhookNotifier:
             return self._config.poll_seconds
         return min(max((next_due - utcnow()).total_seconds(), 0.0), self._config.poll_seconds)
 
-    def _claim(self, notification_id: int) -> bytes | None:
-        """Return the body to send if this worker won the row, else None."""
+    def _claim(self, notification_id: int) -> Tuple[str, bytes] | None:
+        """Return the target and body to send if this worker won the row, else None."""
         now = utcnow()
         lease = timedelta(seconds=self._config.timeout_seconds + CLAIM_MARGIN_SECONDS)
         with self._session_factory() as session, session.begin():
@@ -170,10 +195,12 @@ class WebhookNotifier:
             )
             if result.rowcount != 1:
                 return None
-            return session.get(Notification, notification_id).body
+            notification = session.get(Notification, notification_id)
+            return notification.target, notification.body
 
-    def _attempt(self, notification_id: int, body: bytes) -> None:
-        outcome = self._post(body)
+    def _attempt(self, notification_id: int, target: str, body: bytes) -> None:
+        url = self._config.urls.get(target)
+        outcome = self._post(url, body) if url else _Outcome(False, False, None, f"no URL configured for {target}")
         now = utcnow()
         with self._session_factory() as session, session.begin():
             notification = session.get(Notification, notification_id)
@@ -198,13 +225,28 @@ class WebhookNotifier:
             else:
                 notification.status = DeliveryStatus.FAILED.value
                 logger.error(
-                    "webhook %s failed for good after %d attempts: %s",
+                    "webhook %s to %s failed for good after %d attempts: %s",
                     notification.id,
+                    target,
                     notification.attempts,
                     outcome.error,
                 )
+                self._fail_followers(session, notification)
 
-    def _post(self, body: bytes) -> _Outcome:
+    @staticmethod
+    def _fail_followers(session: Session, failed: Notification) -> None:
+        """Rows waiting on a row that failed for good would wait forever; they fail with it."""
+        waiting = [failed.id]
+        while waiting:
+            followers = session.execute(
+                select(Notification).where(Notification.after_id.in_(waiting))
+            ).scalars().all()
+            for follower in followers:
+                follower.status = DeliveryStatus.FAILED.value
+                follower.last_error = f"not sent: webhook {failed.id} to {failed.target} failed"
+            waiting = [follower.id for follower in followers]
+
+    def _post(self, url: str, body: bytes) -> _Outcome:
         headers = {
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign(self._config.secret, body),
@@ -212,7 +254,7 @@ class WebhookNotifier:
         }
         try:
             response = self._http.post(
-                self._config.url,
+                url,
                 data=body,
                 headers=headers,
                 timeout=self._config.timeout_seconds,

@@ -44,6 +44,7 @@ CURRENCIES: Dict[str, Currency] = {
 DEFAULT_CURRENCY = "PEN"
 DEFAULT_EXPIRES_IN_MINUTES = 60 * 24
 MAX_EXPIRES_IN_MINUTES = 60 * 24 * 30
+MAX_METADATA_KEYS = 10
 
 
 def format_amount(amount: Decimal, currency: str) -> str:
@@ -53,10 +54,14 @@ def format_amount(amount: Decimal, currency: str) -> str:
 
 if TYPE_CHECKING:
     Identifier = str
+    MetadataKey = str
+    MetadataValue = str
     ShortText = str
     ExpiryMinutes = int
 else:
     Identifier = constr(strip_whitespace=True, min_length=1, max_length=64)
+    MetadataKey = constr(strip_whitespace=True, min_length=1, max_length=40)
+    MetadataValue = constr(max_length=200)
     ShortText = constr(strip_whitespace=True, max_length=140)
     ExpiryMinutes = conint(ge=1, le=MAX_EXPIRES_IN_MINUTES)
 
@@ -77,6 +82,11 @@ class LinkCreate(BaseModel):
     expires_in_minutes: ExpiryMinutes = Field(
         DEFAULT_EXPIRES_IN_MINUTES, description="Minutes until the link expires (1 to 43,200)."
     )
+    metadata: Dict[MetadataKey, MetadataValue] = Field(
+        default_factory=dict,
+        description=f"Up to {MAX_METADATA_KEYS} string pairs of your own, echoed in the link and its webhooks.",
+        example={"conversation_id": "web-4f2a"},
+    )
 
     class Config:
         extra = Extra.forbid
@@ -87,6 +97,12 @@ class LinkCreate(BaseModel):
         if code not in CURRENCIES:
             raise ValueError(f"unsupported currency {value!r}; use one of {', '.join(CURRENCIES)}")
         return code
+
+    @validator("metadata")
+    def _few_metadata_keys(cls, metadata: Dict[str, str]) -> Dict[str, str]:
+        if len(metadata) > MAX_METADATA_KEYS:
+            raise ValueError(f"at most {MAX_METADATA_KEYS} keys")
+        return metadata
 
     @validator("amount", pre=True)
     def _parse_amount(cls, value: Any) -> Decimal:
@@ -118,6 +134,7 @@ class LinkOut(BaseModel):
     customer_id: str
     loan_id: Optional[str]
     description: str
+    metadata: Dict[str, str]
     status: LinkStatus = Field(..., description="`expired` is computed: a pending link past `expires_at`.")
     payment_id: Optional[str] = Field(None, description="Set once paid.")
     expires_at: datetime
@@ -128,6 +145,7 @@ class LinkOut(BaseModel):
 class NotificationOut(BaseModel):
     id: int
     event: str
+    target: str = Field(..., description="Who receives it: core_banking, then the assistant when configured.")
     payment_id: str
     status: DeliveryStatus = Field(..., description="`failed` after a 4xx or after the last attempt.")
     attempts: int

@@ -141,8 +141,9 @@ class PaymentsService:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             rows = self.notifications(link_id)
-            if rows and until(rows[0]):
-                return rows[0]
+            matching = [row for row in rows if until(row)]
+            if matching:
+                return matching[0]
             time.sleep(0.05)
         raise AssertionError(f"notification of {link_id} never matched; last: {rows}\n{self.process.log_tail()}")
 

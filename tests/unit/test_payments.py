@@ -262,6 +262,7 @@ def test_complete_pays_once_and_sends_a_signed_webhook(service: PaymentsService,
         "customer_id": "CUST-001",
         "loan_id": "LN-2024-001",
         "paid_at": paid["paid_at"],
+        "metadata": {},
     }
 
 
@@ -397,3 +398,55 @@ def test_unexpected_error_is_a_json_500_and_the_payment_is_rolled_back(
     assert response.json() == {"detail": "internal error; the request was not completed"}
     assert service.get("/health").json() == {"status": "ok"}
     assert service.get(f"/links/{link['id']}").json()["status"] == "pending"
+
+
+def test_the_assistant_hears_of_a_payment_only_after_core_banking_applied_it(
+    start_service: Callable[..., PaymentsService],
+) -> None:
+    core_banking, assistant = FakeReceiver(), FakeReceiver()
+    core_banking.answer_next(503, 503)
+    core_banking.start()
+    assistant.start()
+    try:
+        service = start_service(core_banking.url, PAYMENTS_ASSISTANT_WEBHOOK_URL=f"{assistant.url}/events")
+        link = service.new_link(metadata={"conversation_id": "web-123", "channel": "socketio"})
+        assert link["metadata"] == {"conversation_id": "web-123", "channel": "socketio"}
+        service.complete(link["id"])
+
+        service.wait_notification(link["id"], lambda n: n["target"] == "assistant" and n["status"] == "delivered")
+        assert [r.answered for r in core_banking.received] == [503, 503, 200]
+        [announced] = assistant.received
+        assert announced.path == "/events"
+        body = json.loads(announced.body)
+        assert body["metadata"] == {"conversation_id": "web-123", "channel": "socketio"}
+        verify(SECRET, announced.headers[SIGNATURE_HEADER], announced.body)
+        rows = service.get(f"/links/{link['id']}/notifications").json()
+        assert [row["target"] for row in rows] == ["core_banking", "assistant"]
+    finally:
+        core_banking.stop()
+        assistant.stop()
+
+
+def test_no_announcement_when_core_banking_refused_the_payment(
+    start_service: Callable[..., PaymentsService],
+) -> None:
+    core_banking, assistant = FakeReceiver(default_status=400), FakeReceiver()
+    core_banking.start()
+    assistant.start()
+    try:
+        service = start_service(core_banking.url, PAYMENTS_ASSISTANT_WEBHOOK_URL=assistant.url)
+        link = service.new_link()
+        service.complete(link["id"])
+
+        failed = service.wait_notification(link["id"], lambda n: n["target"] == "assistant" and n["status"] == "failed")
+        assert "failed" in failed["last_error"] and failed["attempts"] == 0
+        assert assistant.received == []
+    finally:
+        core_banking.stop()
+        assistant.stop()
+
+
+def test_link_metadata_is_bounded(service: PaymentsService) -> None:
+    too_many = {f"k{i}": "v" for i in range(11)}
+    response = service.create_link(link_body(metadata=too_many))
+    assert response.status_code == 422 and "at most 10 keys" in response.text
