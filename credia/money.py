@@ -6,9 +6,11 @@ symbol, separators and decimals (``S/ 1,234.50`` in Peru, ``$1.235`` in Chile).
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from babel.dates import format_date
 from babel.numbers import format_currency, format_percent
 
 DEFAULT_LOCALE = "es_PE"
@@ -38,3 +40,9 @@ def parse_decimal(value: Any) -> Decimal:
     if not number.is_finite():
         raise ValueError("must be a finite number")
     return number
+
+
+def format_day(day: date, locale: str = DEFAULT_LOCALE) -> str:
+    """A due date as people say it: ``viernes 11 de diciembre`` (the year only when it is not this year's)."""
+    pattern = "EEEE d 'de' MMMM" if day.year == date.today().year else "EEEE d 'de' MMMM 'de' y"
+    return format_date(day, pattern, locale=locale)

@@ -35,11 +35,15 @@ class Chat:
         self.url = f"{rasa_url}/webhooks/rest/webhook"
         self.sender = sender
 
-    def say(self, message: str) -> str:
-        """Send a message and return all the bot's reply texts joined by newlines."""
+    def send(self, message: str) -> list[dict]:
+        """Send a message and return the bot's replies as the REST channel gives them (text, buttons)."""
         response = requests.post(self.url, json={"sender": self.sender, "message": message}, timeout=60)
         response.raise_for_status()
-        return "\n".join(reply.get("text", "") for reply in response.json())
+        return response.json()
+
+    def say(self, message: str) -> str:
+        """Send a message and return all the bot's reply texts joined by newlines."""
+        return "\n".join(reply.get("text", "") for reply in self.send(message))
 
 
 @dataclass
@@ -56,6 +60,19 @@ class Assistant:
     @property
     def core_banking_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.core_banking}"
+
+    @property
+    def payments_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.payments}"
+
+    def tracker(self, sender: str) -> dict:
+        """The conversation as Rasa stores it, through its token-protected HTTP API."""
+        token = self.processes["rasa"].env["RASA_AUTH_TOKEN"]
+        response = requests.get(
+            f"{self.rasa_url}/conversations/{sender}/tracker", params={"token": token}, timeout=30
+        )
+        response.raise_for_status()
+        return response.json()
 
     def chat(self, sender: str) -> Chat:
         return Chat(self.rasa_url, sender)
