@@ -100,7 +100,8 @@ def offer_title(offer: dict[str, Any]) -> str:
 def offer_text(offer: dict[str, Any], currency: str) -> str:
     """One offer exactly as stored in core banking."""
     if offer["kind"] == "settlement":
-        text = f"pago único de {money(offer['total_to_pay'], currency)} hasta el {format_day(_day(offer['valid_until']))}"
+        until = format_day(_day(offer["valid_until"]))
+        text = f"pago único de {money(offer['total_to_pay'], currency)} hasta el {until}"
         if Decimal(offer["discount"]) > 0:
             text += f" (con un descuento de {money(offer['discount'], currency)})"
         return text
@@ -126,7 +127,9 @@ def link_key(tracker: Tracker, loan_id: int, amount: Decimal) -> str:
     return "chat-" + hashlib.sha256(raw.encode()).hexdigest()[:40]
 
 
-async def payment_link(tracker: Tracker, customer_id: int, loan: dict[str, Any], amount: Decimal, reference: str) -> dict[str, Any]:
+async def payment_link(
+    tracker: Tracker, customer_id: int, loan: dict[str, Any], amount: Decimal, reference: str
+) -> dict[str, Any]:
     """A valid link for this amount: the pending one if there is one, else a new one tied to this conversation."""
     client = PaymentsClient()
     for link in await client.find_links(customer_id=str(customer_id), status="pending"):
@@ -467,6 +470,8 @@ class ValidatePromiseForm(FormValidationAction):
     async def validate_promise_date(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
+        if value is None:
+            return {"promise_date": None}
         terms = tracker.get_slot("promise_terms") or {}
         try:
             when = date.fromisoformat(str(first(value)))
@@ -485,6 +490,8 @@ class ValidatePromiseForm(FormValidationAction):
     async def validate_promise_amount(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
+        if value is None:
+            return {"promise_amount": None}
         terms = tracker.get_slot("promise_terms") or {}
         currency = terms.get("currency", "PEN")
         try:
@@ -539,13 +546,13 @@ class ActionConfirmPlan(BackendAction):
     async def act(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         customer_id = verified_customer_id(tracker)
         offer_ids = tracker.get_slot("plan_offer_ids") or []
-        chosen = self.chosen_id(tracker, offer_ids)
-        if customer_id is None or chosen is None:
+        client = CoreBankingClient()
+        offers = [await client.plan_offer(offer_id) for offer_id in offer_ids] if customer_id else []
+        offer = self.chosen(tracker, offers)
+        if offer is None:
             dispatcher.utter_message(text="¿Cuál de las opciones prefiere? Puede tocar uno de los botones o "
                                           "escribir «plan de pagos» para verlas de nuevo.")
             return []
-        client = CoreBankingClient()
-        offer = await client.plan_offer(chosen)
         loans = {loan["id"]: loan for loan in await client.loans(customer_id)}
         loan = loans.get(offer["loan_id"])
         if loan is None:
@@ -558,20 +565,24 @@ class ActionConfirmPlan(BackendAction):
         )
         buttons = [{"title": "Sí, confirmo", "payload": "/affirm"}, {"title": "No, todavía no", "payload": "/deny"}]
         dispatcher.utter_message(text=text, buttons=buttons)
-        return [SlotSet("selected_offer", chosen)]
+        return [SlotSet("selected_offer", offer["id"])]
 
     @staticmethod
-    def chosen_id(tracker: Tracker, offer_ids: list[str]) -> Optional[str]:
-        """The offer named by a button, or by "la 2", "la segunda", "la de 6 cuotas", "pago único"."""
+    def chosen(tracker: Tracker, offers: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
+        """The offer named by a button, or by "la de 6 cuotas", "el pago único", "la 2" or "la segunda"."""
         named = entity_value(tracker, "plan_offer")
         if named:
-            return named if named in offer_ids else None
+            return next((offer for offer in offers if offer["id"] == named), None)
         text = (tracker.latest_message.get("text") or "").lower()
+        count = re.search(r"\b(\d{1,2})\s*cuotas\b", text)
+        if count:
+            wanted = int(count[1])
+            return next((o for o in offers if o["kind"] == "installments" and o["installments_count"] == wanted), None)
+        if re.search(r"[uú]nico|contado|de una|al toque|descuento", text):
+            return next((offer for offer in offers if offer["kind"] == "settlement"), None)
         number = re.search(r"\b([1-3])\b", text)
         index = int(number.group(1)) if number else next((n for w, n in ORDINALS.items() if w in text), None)
-        if index and index <= len(offer_ids):
-            return offer_ids[index - 1]
-        return None
+        return offers[index - 1] if index and index <= len(offers) else None
 
 
 class ActionAcceptPlan(BackendAction):

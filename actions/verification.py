@@ -96,6 +96,8 @@ class ValidateVerificationForm(FormValidationAction):
     async def validate_verify_document(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
+        if value is None:  # cleared by action_collections_start: nothing to check yet
+            return {"verify_document": None}
         minutes = locked_minutes_left(tracker)
         if minutes:
             dispatcher.utter_message(text=LOCKED_TEXT.format(minutes=minutes))
@@ -109,6 +111,8 @@ class ValidateVerificationForm(FormValidationAction):
     async def validate_verify_answer(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
+        if value is None:
+            return {"verify_answer": None}
         minutes = locked_minutes_left(tracker)
         if minutes:
             dispatcher.utter_message(text=LOCKED_TEXT.format(minutes=minutes))

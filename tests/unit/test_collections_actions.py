@@ -102,14 +102,23 @@ async def test_the_debt_shows_what_is_overdue_in_soles(core_banking: CoreBanking
     assert [b["payload"] for b in message["buttons"]] == ["/pay_now", "/request_payment_plan", "/promise_to_pay"]
 
 
-def test_an_option_is_chosen_by_button_number_or_ordinal() -> None:
-    offers = ["OF-AAAAAA", "OF-BBBBBB", "OF-CCCCCC"]
+def test_an_option_is_chosen_by_button_installments_number_or_ordinal() -> None:
+    offers = [
+        {"id": "OF-AAAAAA", "kind": "settlement", "installments_count": 0},
+        {"id": "OF-BBBBBB", "kind": "installments", "installments_count": 3},
+        {"id": "OF-CCCCCC", "kind": "installments", "installments_count": 6},
+    ]
 
     def chosen(text: str, entities: list | None = None) -> str | None:
-        return ActionConfirmPlan.chosen_id(tracker({}, text, "choose_plan", entities, form=None), offers)
+        offer = ActionConfirmPlan.chosen(tracker({}, text, "choose_plan", entities, form=None), offers)
+        return offer["id"] if offer else None
 
     assert chosen("/choose_plan", [{"entity": "plan_offer", "value": "OF-BBBBBB"}]) == "OF-BBBBBB"
     assert chosen("/choose_plan", [{"entity": "plan_offer", "value": "OF-ZZZZZZ"}]) is None
+    assert chosen("la de 3 cuotas") == "OF-BBBBBB"
+    assert chosen("prefiero 6 cuotas") == "OF-CCCCCC"
+    assert chosen("la de 12 cuotas") is None
+    assert chosen("el pago único con descuento") == "OF-AAAAAA"
     assert chosen("la opción 3") == "OF-CCCCCC"
     assert chosen("me quedo con la segunda") == "OF-BBBBBB"
     assert chosen("la opción 7") is None
