@@ -117,6 +117,11 @@ def offer_text(offer: dict[str, Any], currency: str) -> str:
     return text
 
 
+def sentence(text: str) -> str:
+    """Upper-case the first letter only (``str.capitalize`` would turn "S/" into "s/")."""
+    return text[:1].upper() + text[1:]
+
+
 def _day(value: str) -> date:
     return date.fromisoformat(str(value)[:10])
 
@@ -301,7 +306,7 @@ class ActionCollectionsGoal(BackendAction):
                 f"Para su {loan['product_name']}, con {money(result['debt'], currency)} vencidos, le puedo "
                 "ofrecer:"
             )
-        lines = [f"{n}. {offer_text(offer, currency).capitalize()}." for n, offer in enumerate(offers, 1)]
+        lines = [f"{n}. {sentence(offer_text(offer, currency))}." for n, offer in enumerate(offers, 1)]
         valid = min(_day(offer["valid_until"]) for offer in offers)
         tail = f"Las opciones son válidas hasta el {format_day(valid)}."
         if result.get("needs_approval"):
@@ -383,11 +388,9 @@ class ActionCollectionsGoal(BackendAction):
             dispatcher.utter_message(text="Sí, tenemos registrado su pago:\n" + "\n".join(lines))
             return [SlotSet("collections_goal", "paid"), *(await self.goal_debt_events(dispatcher, loans))]
         dispatcher.utter_message(
-            text="No encuentro pagos recientes a su nombre; a veces tardan hasta 48 horas en reflejarse. Envíeme "
-            "una foto o PDF del comprobante (o escriba el número de operación, la fecha y el monto) y lo paso a "
-            "un asesor para que lo revise."
+            text="No encuentro pagos recientes a su nombre; a veces tardan hasta 48 horas en reflejarse."
         )
-        return [SlotSet("collections_goal", "receipt")]
+        return [SlotSet("collections_goal", "receipt"), SlotSet("claim_details", None)]
 
     async def goal_debt_events(self, dispatcher: CollectingDispatcher, loans: list[dict[str, Any]]) -> list[EventType]:
         owing = [loan for loan in loans if loan["status"] == "active" and Decimal(loan["total_overdue"]) > 0]
@@ -531,8 +534,8 @@ class ActionRegisterPromise(BackendAction):
             return done
         dispatcher.utter_message(
             text=f"Listo, registré su compromiso de pagar {money(promise['amount'], terms['currency'])} el "
-            f"{format_day(when)} para su {terms['product_name']}. Un día antes le enviaré un recordatorio. Si "
-            "quiere pagar antes, escriba «pagar» y le envío el enlace."
+            f"{format_day(when)} para su {terms['product_name']}. Si quiere pagar antes, escriba «pagar» y le "
+            "envío el enlace."
         )
         return done
 
@@ -633,6 +636,18 @@ class ActionAcceptPlan(BackendAction):
         return done
 
 
+class ActionAskClaimDetails(Action):
+    def name(self) -> str:
+        return "action_ask_claim_details"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
+        dispatcher.utter_message(
+            text="Envíeme una foto o PDF del comprobante, o escriba el número de operación, la fecha y el monto, "
+            "y lo paso a un asesor para que lo revise."
+        )
+        return []
+
+
 class ActionRegisterPaymentClaim(BackendAction):
     """A payment we cannot find: keep the receipt and what the customer said, and give it to a person."""
 
@@ -646,7 +661,7 @@ class ActionRegisterPaymentClaim(BackendAction):
              "url": a.get("media_url") or a.get("media_id") or ""}
             for a in (tracker.latest_message.get("metadata") or {}).get("attachments") or []
         ][:5]
-        said = tracker.latest_message.get("text") or ""
+        said = tracker.get_slot("claim_details") or tracker.latest_message.get("text") or ""
         loan = collection_target(await CoreBankingClient().loans(customer_id)) if customer_id else None
         case = await open_case(
             tracker, "payment_claim", f"Dice que ya pagó; comprobante: «{said}»"[:500], customer_id,
@@ -657,7 +672,7 @@ class ActionRegisterPaymentClaim(BackendAction):
             text=f"Gracias, recibí {received}. Abrí el caso {case['code']} y un asesor lo revisará en un plazo de "
             f"24 horas hábiles; le responderá por este medio. {CONTACT}"
         )
-        return [SlotSet("collections_goal", "none"), SlotSet("case_code", case["code"])]
+        return [SlotSet("collections_goal", "none"), SlotSet("case_code", case["code"]), SlotSet("claim_details", None)]
 
 
 class ActionEscalateLegal(BackendAction):

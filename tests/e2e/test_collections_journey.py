@@ -7,6 +7,7 @@ Torres, DNI 41528367, born 09/05/1988, about 150 days past due.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 import requests
+import socketio
 
 from credia.money import format_day, format_money
 from tests.e2e.conftest import Assistant, Chat
@@ -204,3 +206,35 @@ def test_the_payment_events_webhook_refuses_bad_signatures_and_announces_once(as
     events = assistant.tracker(chat.sender)["events"]
     announcement = f"Recibimos su pago de {format_money(Decimal('80'))}"
     assert len([e for e in events if announcement in (e.get("text") or "")]) == 1
+
+
+async def test_a_payment_is_announced_live_on_the_web_chat_where_the_link_was_asked(assistant: Assistant) -> None:
+    patricia = "21682838"  # generated demo customer about 1-30 days late; verified with an SMS code
+    client = socketio.AsyncClient()
+    replies: asyncio.Queue = asyncio.Queue()
+    client.on("bot_uttered", replies.put)
+    await client.connect(assistant.rasa_url, socketio_path="/socket.io", transports=["polling"])
+    sender = "e2e-web-payment"
+
+    async def say(message: str, until: str) -> str:
+        await client.emit("user_uttered", {"session_id": sender, "message": message})
+        said = ""
+        while until not in said:
+            said += (await asyncio.wait_for(replies.get(), timeout=60)).get("text", "") + "\n"
+        return said
+
+    try:
+        await client.emit("session_request", {"session_id": sender})
+        await say("quiero pagar mi cuota", "DNI")
+        await say(patricia, "fecha de nacimiento")
+        await say("mejor envíenme un código", "código de 6 dígitos")
+        [sms] = core(assistant, "/mock/sms", document_number=patricia)[:1]
+        code = re.search(r"\b\d{6}\b", sms["text"]).group(0)
+        link_id = LINK.search(await say(code, "/pay/")).group(1)
+
+        paid = requests.post(f"{assistant.payments_url}/links/{link_id}/complete", timeout=10)
+        assert paid.status_code == 200, paid.text
+        pushed = (await asyncio.wait_for(replies.get(), timeout=60))["text"]
+    finally:
+        await client.disconnect()
+    assert pushed.startswith("¡Recibimos su pago de")
