@@ -1,7 +1,9 @@
 """Start every process of the assistant, wait until each is healthy, and stop them all on Ctrl-C.
 
 This is what `./assistant start` runs. The processes, in start order:
-core-banking mock, payments mock, action server, Rasa server (rest and socketio channels).
+core-banking mock, payments mock, action server, Rasa server (every channel of credentials.yml).
+The fake WhatsApp Cloud API starts with them unless ``WHATSAPP_GRAPH_URL`` points at another Graph API.
+The fake Twilio API starts with them unless ``TWILIO_API_URL`` points at Twilio (or another one).
 The tests build the same processes with ``build_processes`` so they run exactly what a user runs.
 """
 
@@ -20,8 +22,11 @@ import yaml
 
 from credia import settings
 from credia.processes import ManagedProcess, port_is_open
+from credia.processes import free_port
 
 STARTUP_TIMEOUT = {"core-banking": 60, "payments": 60, "actions": 90, "rasa": 300}
+STARTUP_TIMEOUT["whatsapp-graph"] = 30
+STARTUP_TIMEOUT["fake-twilio"] = 30
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,8 @@ class Ports:
     payments: int = 8002
     actions: int = 5055
     rasa: int = 5005
+    whatsapp_graph: int = 0  # the fake WhatsApp Cloud API; 0: a free port
+    twilio: int = 0  # the fake Twilio API; 0: a free port
 
     @classmethod
     def from_env(cls) -> "Ports":
@@ -38,6 +45,8 @@ class Ports:
             payments=settings.env_int("PAYMENTS_PORT", cls.payments),
             actions=settings.env_int("ACTIONS_PORT", cls.actions),
             rasa=settings.env_int("RASA_PORT", cls.rasa),
+            whatsapp_graph=settings.env_int("WHATSAPP_GRAPH_PORT", 0) or free_port(),
+            twilio=settings.env_int("TWILIO_FAKE_PORT", 0) or free_port(),
         )
 
 
@@ -64,6 +73,8 @@ def run_secrets(var_dir: Path) -> dict[str, str]:
     values = {
         "PAYMENTS_WEBHOOK_SECRET": os.environ.get("PAYMENTS_WEBHOOK_SECRET") or secrets.token_hex(32),
         "RASA_AUTH_TOKEN": os.environ.get("RASA_AUTH_TOKEN") or secrets.token_urlsafe(24),
+        # Signs web chat links that continue a conversation from another channel (credia/channels/links.py).
+        "CONVERSATION_LINK_SECRET": os.environ.get("CONVERSATION_LINK_SECRET") or secrets.token_hex(32),
     }
     token_file = var_dir / "run" / "rasa_token"
     token_file.parent.mkdir(parents=True, exist_ok=True)
@@ -72,10 +83,46 @@ def run_secrets(var_dir: Path) -> dict[str, str]:
     return values
 
 
+FAKE_GRAPH_VERSION = "v23.0"
+
+
+def whatsapp_graph_port(ports: Ports) -> int | None:
+    """Port of the run's fake WhatsApp Cloud API; ``None`` when ``WHATSAPP_GRAPH_URL`` names another Graph API."""
+    return None if os.environ.get("WHATSAPP_GRAPH_URL") else ports.whatsapp_graph or free_port()
+
+
+def whatsapp_env(graph_port: int | None) -> dict[str, str]:
+    """The WhatsApp connector's settings: secrets from the environment or random per run, this run's fake API."""
+    return {
+        "WHATSAPP_GRAPH_URL": os.environ.get("WHATSAPP_GRAPH_URL")
+        or f"http://127.0.0.1:{graph_port}/{FAKE_GRAPH_VERSION}",
+        "WHATSAPP_APP_SECRET": os.environ.get("WHATSAPP_APP_SECRET") or secrets.token_hex(32),
+        "WHATSAPP_VERIFY_TOKEN": os.environ.get("WHATSAPP_VERIFY_TOKEN") or secrets.token_urlsafe(24),
+        "WHATSAPP_ACCESS_TOKEN": os.environ.get("WHATSAPP_ACCESS_TOKEN") or secrets.token_urlsafe(32),
+        "WHATSAPP_PHONE_NUMBER_ID": settings.env("WHATSAPP_PHONE_NUMBER_ID", "100000000000001"),
+    }
+
+
+def twilio_fake_port(ports: Ports) -> int | None:
+    """Port of the run's fake Twilio API; ``None`` when ``TWILIO_API_URL`` names Twilio or another API."""
+    return None if os.environ.get("TWILIO_API_URL") else ports.twilio or free_port()
+
+
+def twilio_env(fake_port: int | None) -> dict[str, str]:
+    """The Twilio channels' account: from the environment, or a random one per run for the fake Twilio API."""
+    return {
+        "TWILIO_API_URL": os.environ.get("TWILIO_API_URL") or f"http://127.0.0.1:{fake_port}",
+        "TWILIO_ACCOUNT_SID": os.environ.get("TWILIO_ACCOUNT_SID") or "AC" + secrets.token_hex(16),
+        "TWILIO_AUTH_TOKEN": os.environ.get("TWILIO_AUTH_TOKEN") or secrets.token_hex(32),
+    }
+
+
 def build_processes(model: Path, var_dir: Path, ports: Ports) -> dict[str, ManagedProcess]:
     """The assistant's processes, wired to each other through ports and environment variables."""
     python = sys.executable
     logs = var_dir / "log"
+    graph_port = whatsapp_graph_port(ports)
+    twilio_port = twilio_fake_port(ports)
     env = {
         "CREDIA_VAR_DIR": str(var_dir),
         "CORE_BANKING_URL": f"http://127.0.0.1:{ports.core_banking}",
@@ -84,9 +131,13 @@ def build_processes(model: Path, var_dir: Path, ports: Ports) -> dict[str, Manag
         "PAYMENTS_PORT": str(ports.payments),
         # Paid links are announced in the customer's conversation, after core banking applied them.
         "PAYMENTS_ASSISTANT_WEBHOOK_URL": f"http://127.0.0.1:{ports.rasa}/webhooks/payment_events/webhook",
+        # Where signed web chat links point: the public address when one is set, else this run's Rasa server.
+        "WEBCHAT_PUBLIC_URL": settings.env("WEBCHAT_PUBLIC_URL", f"http://127.0.0.1:{ports.rasa}"),
         "RASA_TELEMETRY_ENABLED": "false",
         "PYTHONUNBUFFERED": "1",
         **run_secrets(var_dir),
+        **whatsapp_env(graph_port),
+        **twilio_env(twilio_port),
     }
     endpoints = write_endpoints(var_dir, ports)
     root = settings.PROJECT_ROOT
@@ -101,6 +152,16 @@ def build_processes(model: Path, var_dir: Path, ports: Ports) -> dict[str, Manag
         "payments": process(
             "payments", [python, "-m", "credia.payments"], f"http://127.0.0.1:{ports.payments}/health"
         ),
+        **({"whatsapp-graph": process(
+            "whatsapp-graph",
+            [python, "-m", "credia.channels.fake_graph", "--port", str(graph_port)],
+            f"http://127.0.0.1:{graph_port}/health",
+        )} if graph_port else {}),
+        **({"fake-twilio": process(
+            "fake-twilio",
+            [python, "-m", "credia.channels.fake_twilio", "--port", str(twilio_port)],
+            f"http://127.0.0.1:{twilio_port}/health",
+        )} if twilio_port else {}),
         "actions": process(
             "actions",
             [python, "-m", "rasa_sdk", "--actions", "actions", "--port", str(ports.actions)],
@@ -137,8 +198,29 @@ def stop_all(processes: dict[str, ManagedProcess]) -> None:
 
 def _busy_ports(ports: Ports) -> list[str]:
     names = {"core_banking": "CORE_BANKING_PORT", "payments": "PAYMENTS_PORT", "actions": "ACTIONS_PORT",
+             "whatsapp_graph": "WHATSAPP_GRAPH_PORT",
+             "twilio": "TWILIO_FAKE_PORT",
              "rasa": "RASA_PORT"}
     return [f"{port} ({names[field]})" for field, port in vars(ports).items() if port_is_open(port)]
+
+
+def _whatsapp_banner(ports: Ports, rasa: str) -> str:
+    """Where WhatsApp goes this run: the fake Graph API (what the bot sent) or the configured one."""
+    fake = f"http://127.0.0.1:{ports.whatsapp_graph}   (what the bot sent: /_test/messages)"
+    return (
+        f"  WhatsApp webhook   {rasa}/webhooks/whatsapp/webhook\n"
+        f"  WhatsApp Graph API {os.environ.get('WHATSAPP_GRAPH_URL') or 'fake at ' + fake}"
+    )
+
+
+def _twilio_banner(ports: Ports, rasa: str) -> str:
+    """Where SMS, WhatsApp-over-Twilio and IVR go this run: the fake Twilio API or the configured one."""
+    fake = f"http://127.0.0.1:{ports.twilio}   (what the bot sent: /_test/messages)"
+    return (
+        f"  Twilio webhooks    {rasa}/webhooks/twilio_messaging/webhook (SMS, WhatsApp), "
+        f"{rasa}/webhooks/twilio_voice/webhook (IVR)\n"
+        f"  Twilio API         {os.environ.get('TWILIO_API_URL') or 'fake at ' + fake}"
+    )
 
 
 def _print_banner(ports: Ports, var_dir: Path) -> None:
@@ -150,12 +232,15 @@ Credia is running.
   payments mock      http://127.0.0.1:{ports.payments}   (API description: /openapi.json)
   action server      http://127.0.0.1:{ports.actions}
   Rasa server        {rasa}   (channels: rest, socketio; HTTP API token in {var_dir / 'run' / 'rasa_token'})
+{_whatsapp_banner(ports, rasa)}
+{_twilio_banner(ports, rasa)}
   logs               {var_dir / 'log'}
 
 Talk to the bot:
   in a terminal:  .venv/bin/python -m credia.chat --url {rasa}
   over HTTP:      curl -s {rasa}/webhooks/rest/webhook -H 'Content-Type: application/json' \\
                     -d '{{"sender": "cliente-1", "message": "hola"}}'
+  in a browser:   {rasa}/webhooks/webchat/   (embed on a site: {rasa}/webhooks/webchat/static/embed.js)
   web chat:       socket.io on {rasa}/socket.io
 
 Press Ctrl-C to stop everything.

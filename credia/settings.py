@@ -46,12 +46,31 @@ def payments_database_url() -> str:
     return env("PAYMENTS_DATABASE_URL", sqlite_url("payments.db"))
 
 
+def channels_database_url() -> str:
+    """Connector state (seen message ids, delivery statuses, service windows); shared by every Rasa server."""
+    return env("CHANNELS_DATABASE_URL", sqlite_url("channels.db"))
+
+
 def payments_webhook_secret() -> str:
     """Shared secret that signs payment notifications to core banking; required, never defaulted."""
     secret = os.environ.get("PAYMENTS_WEBHOOK_SECRET", "")
     if not secret:
         raise RuntimeError("PAYMENTS_WEBHOOK_SECRET is not set; the launcher sets it, or export your own.")
     return secret
+
+
+def conversation_link_secret() -> str:
+    """Secret that signs web chat links to a conversation (credia/channels/links.py); required, never defaulted."""
+    secret = os.environ.get("CONVERSATION_LINK_SECRET", "")
+    if not secret:
+        raise RuntimeError("CONVERSATION_LINK_SECRET is not set; the launcher sets it, or export your own.")
+    return secret
+
+
+def webchat_public_url() -> str:
+    """Base address customers reach the Rasa server at; signed web chat links point under it."""
+    default = f"http://127.0.0.1:{env_int('RASA_PORT', 5005)}"
+    return env("WEBCHAT_PUBLIC_URL", default).rstrip("/")
 
 
 def credit_policy_path() -> Path:
@@ -62,3 +81,51 @@ def credit_policy_path() -> Path:
 def collections_policy_path() -> Path:
     """The lender's collections rules (identity verification, negotiation matrix); relative to the project root."""
     return PROJECT_ROOT / env("CREDIA_COLLECTIONS_POLICY", "policies/collections.yml")
+
+
+# Twilio (SMS, WhatsApp and the phone IVR, credia/channels/twilio*.py); the launcher fills the account in for
+# its local fake Twilio API when none is set.
+def twilio_account_sid() -> str:
+    return _twilio_required("TWILIO_ACCOUNT_SID")
+
+
+def twilio_auth_token() -> str:
+    """Key of Twilio's webhook signatures and of its REST API; required, never defaulted."""
+    return _twilio_required("TWILIO_AUTH_TOKEN")
+
+
+def twilio_api_url() -> str:
+    return env("TWILIO_API_URL", "https://api.twilio.com").rstrip("/")
+
+
+def twilio_public_url() -> str:
+    """Public base URL Twilio calls the webhooks at (it signs that URL); empty: the URL the request arrived at."""
+    return env("TWILIO_PUBLIC_URL", "").rstrip("/")
+
+
+def twilio_sms_number() -> str:
+    return env("TWILIO_SMS_NUMBER", "+15005550006")
+
+
+def twilio_whatsapp_number() -> str:
+    return env("TWILIO_WHATSAPP_NUMBER", "whatsapp:+14155238886")
+
+
+def twilio_whatsapp_fallback_content_sid() -> str:
+    """Approved template (Content SID ``HX...``) sent when WhatsApp's 24-hour window is closed; empty: none."""
+    return env("TWILIO_WHATSAPP_FALLBACK_CONTENT_SID", "")
+
+
+def twilio_send_attempts() -> int:
+    return env_int("TWILIO_SEND_ATTEMPTS", 4)
+
+
+def twilio_retry_base_seconds() -> float:
+    return env_float("TWILIO_RETRY_BASE_SECONDS", 0.5)
+
+
+def _twilio_required(name: str) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        raise RuntimeError(f"{name} is not set; the launcher sets it, or export your own.")
+    return value
