@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from rasa_sdk import Action, Tracker
+from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from credia.backends import BackendError
@@ -40,3 +41,16 @@ class BackendAction(Action, ABC):
             logger.warning("%s could not complete: %s", self.name(), exc)
             dispatcher.utter_message(response="utter_backend_unavailable")
             return []
+
+
+def goal_reached(goal: str) -> EventType:
+    """Mark in the tracker that a journey reached its goal; the metrics count these, not a hand-kept counter.
+
+    Goals: application_submitted, status_answered, debt_shown, payment_link, plan_created, promise_created.
+    """
+    return SlotSet("goal_reached", goal)
+
+
+def handed_off(reason: str) -> EventType:
+    """Mark in the tracker that the conversation went to a person, and why (for the handoff metrics)."""
+    return SlotSet("handoff_reason", reason)

@@ -19,7 +19,7 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.base import BackendAction
+from actions.base import BackendAction, goal_reached, handed_off
 from actions.credit_form import first
 from actions.verification import verification_reset, verified_customer_id
 from credia.backends import BackendRejected
@@ -182,6 +182,11 @@ async def open_case(
     return await CoreBankingClient().open_case(case, idempotency_key=key)
 
 
+def escalated(case: dict[str, Any]) -> list[EventType]:
+    """The case a person picks up, remembered in the conversation with the handoff reason."""
+    return [SlotSet("case_code", case["code"]), handed_off(case["kind"])]
+
+
 class ActionCollectionsStart(Action):
     """Remember what the customer wants and what they already said; the rules decide whether to verify."""
 
@@ -245,7 +250,7 @@ class ActionCollectionsGoal(BackendAction):
         if overdue:
             text += "\n¿Cómo prefiere ponerse al día? Estoy para ayudarle."
         dispatcher.utter_message(text=text, buttons=NEXT_STEPS if overdue else [])
-        return [SlotSet("collections_goal", "debt")]
+        return [SlotSet("collections_goal", "debt"), goal_reached("debt_shown")]
 
     async def goal_pay(self, dispatcher: CollectingDispatcher, tracker: Tracker, customer_id: int,
                        loans: list[dict[str, Any]]) -> list[EventType]:
@@ -273,7 +278,7 @@ class ActionCollectionsGoal(BackendAction):
             return [SlotSet("collections_goal", "pay"), SlotSet("payment_amount", None)]
         link = await payment_link(tracker, customer_id, loan, amount, reference=f"PRE-{loan['id']}")
         dispatcher.utter_message(text=link_text(link, loan), buttons=self.amount_buttons(loan, exclude=amount))
-        return [SlotSet("collections_goal", "pay"), SlotSet("payment_amount", None)]
+        return [SlotSet("collections_goal", "pay"), SlotSet("payment_amount", None), goal_reached("payment_link")]
 
     @staticmethod
     def amount_buttons(loan: dict[str, Any], exclude: Optional[Decimal] = None) -> list[dict[str, str]]:
@@ -351,7 +356,7 @@ class ActionCollectionsGoal(BackendAction):
             f"yo. Dejé su propuesta a un asesor (caso {case['code']}), que la revisará y le responderá por este "
             f"medio. Mientras tanto, puede elegir una de las opciones anteriores si alguna le sirve. {CONTACT}"
         )
-        return [SlotSet("case_code", case["code"])]
+        return escalated(case)
 
     async def goal_promise(self, dispatcher: CollectingDispatcher, tracker: Tracker, customer_id: int,
                            loans: list[dict[str, Any]]) -> list[EventType]:
@@ -416,7 +421,7 @@ class ActionCollectionsGoal(BackendAction):
             f"{case['code']}). Mientras lo revisamos, no le enviaremos mensajes de cobranza de ese crédito. Un "
             f"asesor especializado se comunicará con usted por este medio. {CONTACT}"
         )
-        return [SlotSet("collections_goal", "dispute"), SlotSet("case_code", case["code"])]
+        return [SlotSet("collections_goal", "dispute"), *escalated(case)]
 
     async def goal_hardship(self, dispatcher: CollectingDispatcher, tracker: Tracker, customer_id: int,
                             loans: list[dict[str, Any]]) -> list[EventType]:
@@ -426,7 +431,7 @@ class ActionCollectionsGoal(BackendAction):
         case = await open_case(
             tracker, "hardship", f"Situación difícil: «{said}»", customer_id, loan["id"] if loan else None,
         )
-        events: list[EventType] = [SlotSet("case_code", case["code"])]
+        events: list[EventType] = escalated(case)
         if loan is not None and Decimal(loan["total_overdue"]) > 0:
             events += await self.goal_plan(dispatcher, tracker, customer_id, loans)
         dispatcher.utter_message(
@@ -537,7 +542,7 @@ class ActionRegisterPromise(BackendAction):
             f"{format_day(when)} para su {terms['product_name']}. Si quiere pagar antes, escriba «pagar» y le "
             "envío el enlace."
         )
-        return done
+        return done + [goal_reached("promise_created")]
 
 
 class ActionConfirmPlan(BackendAction):
@@ -625,7 +630,7 @@ class ActionAcceptPlan(BackendAction):
                 text=f"Registré su propuesta de plan n.º {plan['id']}:\n{schedule}\nPor el monto, un asesor debe "
                 f"aprobarla (caso {case['code']}); le responderá por este medio. {CONTACT}"
             )
-            return done + [SlotSet("case_code", case["code"])]
+            return done + escalated(case)
         first_item = plan["schedule"][0]
         link = await payment_link(
             tracker, customer_id, loan, Decimal(first_item["amount"]), reference=f"PLAN-{plan['id']}"
@@ -633,7 +638,7 @@ class ActionAcceptPlan(BackendAction):
         dispatcher.utter_message(
             text=f"¡Listo! Registré su plan de pagos n.º {plan['id']}:\n{schedule}\n{link_text(link, loan)}"
         )
-        return done
+        return done + [goal_reached("plan_created")]
 
 
 class ActionAskClaimDetails(Action):
@@ -672,7 +677,7 @@ class ActionRegisterPaymentClaim(BackendAction):
             text=f"Gracias, recibí {received}. Abrí el caso {case['code']} y un asesor lo revisará en un plazo de "
             f"24 horas hábiles; le responderá por este medio. {CONTACT}"
         )
-        return [SlotSet("collections_goal", "none"), SlotSet("case_code", case["code"]), SlotSet("claim_details", None)]
+        return [SlotSet("collections_goal", "none"), SlotSet("claim_details", None), *escalated(case)]
 
 
 class ActionEscalateLegal(BackendAction):
@@ -692,7 +697,7 @@ class ActionEscalateLegal(BackendAction):
             "con usted para atenderlo. Está en su derecho de presentar su reclamo; también puede hacerlo en "
             f"nuestro Libro de Reclamaciones. {CONTACT}"
         )
-        return [SlotSet("case_code", case["code"])]
+        return escalated(case)
 
 
 class ActionAnnouncePayment(BackendAction):

@@ -11,7 +11,7 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.base import BackendAction
+from actions.base import BackendAction, goal_reached, handed_off
 from actions.credit_form import CREDIT_STEPS, product_info
 from credia.backends.core_banking import CoreBankingClient
 from credia.money import format_money, format_rate
@@ -154,11 +154,15 @@ class ActionSubmitApplication(BackendAction):
             if outcome == "counter_offer" else []
         )
         dispatcher.utter_message(text=text, buttons=buttons)
+        marks = [goal_reached("application_submitted")]
+        if outcome == "referred":
+            marks.append(handed_off("credit_referred"))
         return [
             SlotSet("application_code", code),
             SlotSet("application_id", str(result["id"])),
             SlotSet("application_outcome", outcome),
             *form_reset(),
+            *marks,
         ]
 
 
@@ -201,5 +205,5 @@ class ActionApplicationStatus(BackendAction):
             for a in applications
         ]
         dispatcher.utter_message(text="Este es el estado de su solicitud:\n" + "\n".join(lines))
-        return []
+        return [goal_reached("status_answered")]
 
