@@ -1,0 +1,49 @@
+"""Customer messages as the metrics show them: personal data masked, variants of one message counted once.
+
+Reports and NLU exports are read by people who must not see a customer's DNI, phone, date of birth or e-mail,
+and their examples may end up in training data; so those are replaced by placeholders before anything is
+counted or shown. Names are not detected and stay as written.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from typing import Iterable
+
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+DATE = re.compile(r"(?<!\d)\d{1,2}\s*[/.-]\s*\d{1,2}\s*[/.-]\s*\d{2,4}(?!\d)")
+# Six digits or more, spaces, dots or dashes between them: DNIs, phones, SMS codes, card and account numbers.
+LONG_NUMBER = re.compile(r"\+?(?<!\d)\d(?:[\s.-]?\d){5,}(?!\d)")
+SPACES = re.compile(r"\s+")
+
+
+def mask_personal_data(text: str) -> str:
+    """``mi dni es 45879632`` → ``mi dni es <número>``; e-mails and dates likewise, spaces collapsed."""
+    text = EMAIL.sub("<correo>", text)
+    text = DATE.sub("<fecha>", text)
+    text = LONG_NUMBER.sub("<número>", text)
+    return SPACES.sub(" ", text).strip()
+
+
+def fold(text: str) -> str:
+    """The form two messages share when they differ only in case, accents or spaces."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    bare = "".join(char for char in decomposed if not unicodedata.combining(char))
+    return SPACES.sub(" ", bare).strip()
+
+
+def tally(texts: Iterable[str]) -> list[tuple[str, int]]:
+    """Masked messages counted by folded form, most frequent first; each shown as its most frequent spelling."""
+    counts: Counter[str] = Counter()
+    spellings: dict[str, Counter[str]] = {}
+    for text in texts:
+        masked = mask_personal_data(text)
+        if not masked:
+            continue
+        key = fold(masked)
+        counts[key] += 1
+        spellings.setdefault(key, Counter())[masked] += 1
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return [(spellings[key].most_common(1)[0][0], count) for key, count in ranked]
