@@ -20,6 +20,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.base import BackendAction, goal_reached, handed_off
+from actions.handoff import hand_off
 from actions.credit_form import first
 from actions.verification import verification_reset, verified_customer_id
 from credia.backends import BackendRejected
@@ -182,9 +183,14 @@ async def open_case(
     return await CoreBankingClient().open_case(case, idempotency_key=key)
 
 
-def escalated(case: dict[str, Any]) -> list[EventType]:
-    """The case a person picks up, remembered in the conversation with the handoff reason."""
-    return [SlotSet("case_code", case["code"]), handed_off(case["kind"])]
+async def escalated(
+    dispatcher: CollectingDispatcher, tracker: Tracker, case: dict[str, Any], amount: Optional[Any] = None
+) -> list[EventType]:
+    """The case is remembered in the conversation with the handoff reason, and a person takes over now when
+    one is available (the case waits for them otherwise)."""
+    debt = Decimal(str(amount)) if amount is not None else None
+    return [SlotSet("case_code", case["code"]), handed_off(case["kind"]),
+            *await hand_off(dispatcher, tracker, case["kind"], debt)]
 
 
 class ActionCollectionsStart(Action):
@@ -229,12 +235,14 @@ class ActionCollectionsGoal(BackendAction):
         goal = tracker.get_slot("collections_goal") or "debt"
         customer_id = verified_customer_id(tracker)
         if customer_id is None:
-            if tracker.get_slot("verify_answer") != "locked":
-                dispatcher.utter_message(
-                    text="No pude verificar su identidad, así que no puedo mostrarle información de la cuenta. "
-                    "Puede intentarlo de nuevo más tarde o escribir «asesor»."
-                )
-            return [SlotSet("collections_goal", "none"), *verification_reset()]
+            events: list[EventType] = [SlotSet("collections_goal", "none"), *verification_reset()]
+            if tracker.get_slot("verify_answer") == "locked":
+                return events + await hand_off(dispatcher, tracker, "verification_locked")
+            dispatcher.utter_message(
+                text="No pude verificar su identidad, así que no puedo mostrarle información de la cuenta. "
+                "Puede intentarlo de nuevo más tarde o escribir «asesor»."
+            )
+            return events
         loans = await CoreBankingClient().loans(customer_id)
         handler = getattr(self, f"goal_{goal}", self.goal_debt)
         events = await handler(dispatcher, tracker, customer_id, loans)
@@ -356,7 +364,7 @@ class ActionCollectionsGoal(BackendAction):
             f"yo. Dejé su propuesta a un asesor (caso {case['code']}), que la revisará y le responderá por este "
             f"medio. Mientras tanto, puede elegir una de las opciones anteriores si alguna le sirve. {CONTACT}"
         )
-        return escalated(case)
+        return await escalated(dispatcher, tracker, case, loan["total_overdue"])
 
     async def goal_promise(self, dispatcher: CollectingDispatcher, tracker: Tracker, customer_id: int,
                            loans: list[dict[str, Any]]) -> list[EventType]:
@@ -421,7 +429,7 @@ class ActionCollectionsGoal(BackendAction):
             f"{case['code']}). Mientras lo revisamos, no le enviaremos mensajes de cobranza de ese crédito. Un "
             f"asesor especializado se comunicará con usted por este medio. {CONTACT}"
         )
-        return [SlotSet("collections_goal", "dispute"), *escalated(case)]
+        return [SlotSet("collections_goal", "dispute"), *await escalated(dispatcher, tracker, case)]
 
     async def goal_hardship(self, dispatcher: CollectingDispatcher, tracker: Tracker, customer_id: int,
                             loans: list[dict[str, Any]]) -> list[EventType]:
@@ -431,14 +439,15 @@ class ActionCollectionsGoal(BackendAction):
         case = await open_case(
             tracker, "hardship", f"Situación difícil: «{said}»", customer_id, loan["id"] if loan else None,
         )
-        events: list[EventType] = escalated(case)
+        events: list[EventType] = []
         if loan is not None and Decimal(loan["total_overdue"]) > 0:
             events += await self.goal_plan(dispatcher, tracker, customer_id, loans)
         dispatcher.utter_message(
             text=f"Además, dejé su caso a un asesor (caso {case['code']}) para ver con usted otras alternativas "
-            f"según su situación. No tiene que decidir nada hoy. {CONTACT}"
+            "según su situación. No tiene que decidir nada hoy."
         )
-        return [*events, SlotSet("collections_goal", "hardship")]
+        debt = loan["total_overdue"] if loan else None
+        return [*events, SlotSet("collections_goal", "hardship"), *await escalated(dispatcher, tracker, case, debt)]
 
 
 class ActionAskPromiseDate(Action):
@@ -630,7 +639,7 @@ class ActionAcceptPlan(BackendAction):
                 text=f"Registré su propuesta de plan n.º {plan['id']}:\n{schedule}\nPor el monto, un asesor debe "
                 f"aprobarla (caso {case['code']}); le responderá por este medio. {CONTACT}"
             )
-            return done + escalated(case)
+            return done + await escalated(dispatcher, tracker, case, plan["total_amount"])
         first_item = plan["schedule"][0]
         link = await payment_link(
             tracker, customer_id, loan, Decimal(first_item["amount"]), reference=f"PLAN-{plan['id']}"
@@ -677,7 +686,8 @@ class ActionRegisterPaymentClaim(BackendAction):
             text=f"Gracias, recibí {received}. Abrí el caso {case['code']} y un asesor lo revisará en un plazo de "
             f"24 horas hábiles; le responderá por este medio. {CONTACT}"
         )
-        return [SlotSet("collections_goal", "none"), SlotSet("claim_details", None), *escalated(case)]
+        return [SlotSet("collections_goal", "none"), SlotSet("claim_details", None),
+                *await escalated(dispatcher, tracker, case)]
 
 
 class ActionEscalateLegal(BackendAction):
@@ -697,7 +707,7 @@ class ActionEscalateLegal(BackendAction):
             "con usted para atenderlo. Está en su derecho de presentar su reclamo; también puede hacerlo en "
             f"nuestro Libro de Reclamaciones. {CONTACT}"
         )
-        return escalated(case)
+        return await escalated(dispatcher, tracker, case)
 
 
 class ActionAnnouncePayment(BackendAction):

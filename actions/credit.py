@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from rasa_sdk import Tracker
@@ -12,6 +13,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.base import BackendAction, goal_reached, handed_off
+from actions.handoff import hand_off
 from actions.credit_form import CREDIT_STEPS, product_info
 from credia.backends.core_banking import CoreBankingClient
 from credia.money import format_money, format_rate
@@ -156,7 +158,8 @@ class ActionSubmitApplication(BackendAction):
         dispatcher.utter_message(text=text, buttons=buttons)
         marks = [goal_reached("application_submitted")]
         if outcome == "referred":
-            marks.append(handed_off("credit_referred"))
+            marks.append(handed_off("credit_referred"))  # the referral goes to a person even when the desk is down
+            marks += await hand_off(dispatcher, tracker, "credit_referred", Decimal(str(body["amount"])))
         return [
             SlotSet("application_code", code),
             SlotSet("application_id", str(result["id"])),

@@ -4,6 +4,8 @@ This is what `./assistant start` runs. The processes, in start order:
 core-banking mock, payments mock, action server, Rasa server (every channel of credentials.yml).
 The fake WhatsApp Cloud API starts with them unless ``WHATSAPP_GRAPH_URL`` points at another Graph API.
 The fake Twilio API starts with them unless ``TWILIO_API_URL`` points at Twilio (or another one).
+The reminder scheduler (``credia.reminders``) starts with them and writes to customers through Rasa.
+The agent desk (``credia.desk``) starts with them; the banner prints its demo logins for this run.
 The tests build the same processes with ``build_processes`` so they run exactly what a user runs.
 """
 
@@ -27,6 +29,8 @@ from credia.processes import free_port
 STARTUP_TIMEOUT = {"core-banking": 60, "payments": 60, "actions": 90, "rasa": 300}
 STARTUP_TIMEOUT["whatsapp-graph"] = 30
 STARTUP_TIMEOUT["fake-twilio"] = 30
+STARTUP_TIMEOUT["reminders"] = 30
+STARTUP_TIMEOUT["desk"] = 30
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class Ports:
     rasa: int = 5005
     whatsapp_graph: int = 0  # the fake WhatsApp Cloud API; 0: a free port
     twilio: int = 0  # the fake Twilio API; 0: a free port
+    reminders: int = 0  # the reminder scheduler's API; 0: a free port
+    desk: int = 0  # the agent desk; 0: a free port
 
     @classmethod
     def from_env(cls) -> "Ports":
@@ -47,6 +53,8 @@ class Ports:
             rasa=settings.env_int("RASA_PORT", cls.rasa),
             whatsapp_graph=settings.env_int("WHATSAPP_GRAPH_PORT", 0) or free_port(),
             twilio=settings.env_int("TWILIO_FAKE_PORT", 0) or free_port(),
+            reminders=settings.env_int("REMINDERS_PORT", 8004),
+            desk=settings.env_int("DESK_PORT", 8003),
         )
 
 
@@ -75,11 +83,16 @@ def run_secrets(var_dir: Path) -> dict[str, str]:
         "RASA_AUTH_TOKEN": os.environ.get("RASA_AUTH_TOKEN") or secrets.token_urlsafe(24),
         # Signs web chat links that continue a conversation from another channel (credia/channels/links.py).
         "CONVERSATION_LINK_SECRET": os.environ.get("CONVERSATION_LINK_SECRET") or secrets.token_hex(32),
+        # Protects the reminder scheduler's audit API (credia/reminders/api.py).
+        "REMINDERS_API_TOKEN": os.environ.get("REMINDERS_API_TOKEN") or secrets.token_urlsafe(24),
     }
     token_file = var_dir / "run" / "rasa_token"
     token_file.parent.mkdir(parents=True, exist_ok=True)
     token_file.write_text(values["RASA_AUTH_TOKEN"])
     token_file.chmod(0o600)
+    reminders_token_file = var_dir / "run" / "reminders_token"
+    reminders_token_file.write_text(values["REMINDERS_API_TOKEN"])
+    reminders_token_file.chmod(0o600)
     return values
 
 
@@ -117,12 +130,45 @@ def twilio_env(fake_port: int | None) -> dict[str, str]:
     }
 
 
+DESK_LOGINS = (("supervisor", "DESK_SUPERVISOR_PASSWORD"), ("agente1", "DESK_AGENT_PASSWORD"),
+               ("agente2", "DESK_AGENT_PASSWORD"))
+
+
+def desk_env(var_dir: Path, ports: Ports, desk_port: int) -> dict[str, str]:
+    """The agent desk's settings: its store, this run's Rasa, and secrets from the environment or random per run.
+
+    The demo logins are also written to ``var/run/desk_logins`` (readable by the owner only) for the banner."""
+    values = {
+        "DESK_PORT": str(desk_port),
+        "DESK_DATABASE_URL": settings.env("DESK_DATABASE_URL", f"sqlite:///{var_dir / 'desk.db'}"),
+        "RASA_URL": f"http://127.0.0.1:{ports.rasa}",
+        "DESK_API_TOKEN": os.environ.get("DESK_API_TOKEN") or secrets.token_urlsafe(24),
+        "DESK_SUPERVISOR_PASSWORD": os.environ.get("DESK_SUPERVISOR_PASSWORD") or secrets.token_urlsafe(12),
+        "DESK_AGENT_PASSWORD": os.environ.get("DESK_AGENT_PASSWORD") or secrets.token_urlsafe(12),
+    }
+    logins = var_dir / "run" / "desk_logins"
+    logins.parent.mkdir(parents=True, exist_ok=True)
+    logins.write_text("".join(f"{user} {values[variable]}\n" for user, variable in DESK_LOGINS))
+    logins.chmod(0o600)
+    return values
+
+
+def _desk_banner(ports: Ports, var_dir: Path) -> str:
+    """Where agents log in, and this run's demo logins (user and password)."""
+    logins = (var_dir / "run" / "desk_logins").read_text().split()
+    pairs = ", ".join(f"{user} / {password}" for user, password in zip(logins[::2], logins[1::2]))
+    return f"  agent desk         http://127.0.0.1:{ports.desk}/console   (logins this run: {pairs})"
+
+
 def build_processes(model: Path, var_dir: Path, ports: Ports) -> dict[str, ManagedProcess]:
     """The assistant's processes, wired to each other through ports and environment variables."""
     python = sys.executable
     logs = var_dir / "log"
     graph_port = whatsapp_graph_port(ports)
     twilio_port = twilio_fake_port(ports)
+    reminders_port = ports.reminders or free_port()
+    desk_port = ports.desk or free_port()
+    desk = desk_env(var_dir, ports, desk_port)
     env = {
         "CREDIA_VAR_DIR": str(var_dir),
         "CORE_BANKING_URL": f"http://127.0.0.1:{ports.core_banking}",
@@ -131,6 +177,12 @@ def build_processes(model: Path, var_dir: Path, ports: Ports) -> dict[str, Manag
         "PAYMENTS_PORT": str(ports.payments),
         # Paid links are announced in the customer's conversation, after core banking applied them.
         "PAYMENTS_ASSISTANT_WEBHOOK_URL": f"http://127.0.0.1:{ports.rasa}/webhooks/payment_events/webhook",
+        # The reminder scheduler says its reminders through Rasa's HTTP API, and serves its audit on this port.
+        "RASA_URL": f"http://127.0.0.1:{ports.rasa}",
+        "REMINDERS_PORT": str(reminders_port),
+        # The assistant hands conversations to this run's agent desk, with the desk's service-API token.
+        "DESK_URL": f"http://127.0.0.1:{desk_port}",
+        "DESK_API_TOKEN": desk["DESK_API_TOKEN"],
         # Where signed web chat links point: the public address when one is set, else this run's Rasa server.
         "WEBCHAT_PUBLIC_URL": settings.env("WEBCHAT_PUBLIC_URL", f"http://127.0.0.1:{ports.rasa}"),
         "RASA_TELEMETRY_ENABLED": "false",
@@ -180,6 +232,14 @@ def build_processes(model: Path, var_dir: Path, ports: Ports) -> dict[str, Manag
             ],
             f"http://127.0.0.1:{ports.rasa}/",
         ),
+        "reminders": process(
+            "reminders", [python, "-m", "credia.reminders"], f"http://127.0.0.1:{reminders_port}/health"
+        ),
+        # Its own environment: the demo passwords reach no other process.
+        "desk": ManagedProcess(
+            "desk", [python, "-m", "credia.desk"], f"http://127.0.0.1:{desk_port}/health", {**env, **desk},
+            logs / "desk.log", root,
+        ),
     }
 
 
@@ -200,6 +260,8 @@ def _busy_ports(ports: Ports) -> list[str]:
     names = {"core_banking": "CORE_BANKING_PORT", "payments": "PAYMENTS_PORT", "actions": "ACTIONS_PORT",
              "whatsapp_graph": "WHATSAPP_GRAPH_PORT",
              "twilio": "TWILIO_FAKE_PORT",
+             "reminders": "REMINDERS_PORT",
+             "desk": "DESK_PORT",
              "rasa": "RASA_PORT"}
     return [f"{port} ({names[field]})" for field, port in vars(ports).items() if port_is_open(port)]
 
@@ -234,6 +296,8 @@ Credia is running.
   Rasa server        {rasa}   (channels: rest, socketio; HTTP API token in {var_dir / 'run' / 'rasa_token'})
 {_whatsapp_banner(ports, rasa)}
 {_twilio_banner(ports, rasa)}
+{_desk_banner(ports, var_dir)}
+  reminders          http://127.0.0.1:{ports.reminders}   (/audit token in {var_dir / 'run' / 'reminders_token'})
   logs               {var_dir / 'log'}
 
 Talk to the bot:

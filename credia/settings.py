@@ -129,3 +129,58 @@ def _twilio_required(name: str) -> str:
     if not value:
         raise RuntimeError(f"{name} is not set; the launcher sets it, or export your own.")
     return value
+
+
+# Agent desk (credia/desk/, python -m credia.desk): its store, the token of its service API, its policy file and
+# the Rasa server agents' replies go through.
+def desk_database_url() -> str:
+    return env("DESK_DATABASE_URL", sqlite_url("desk.db"))
+
+
+def desk_api_token() -> str:
+    """Bearer token of the desk's service API (the assistant's side); required, never defaulted."""
+    return _desk_required("DESK_API_TOKEN")
+
+
+def desk_policy_path() -> Path:
+    """Queue limits, business hours, outcomes and canned responses; relative to the project root."""
+    return PROJECT_ROOT / env("DESK_POLICY_PATH", "policies/desk.yml")
+
+
+def desk_rasa_url() -> str:
+    """Rasa server whose HTTP API delivers agents' replies and hands conversations back."""
+    return env("RASA_URL", f"http://127.0.0.1:{env_int('RASA_PORT', 5005)}").rstrip("/")
+
+
+def desk_rasa_token() -> str:
+    """Token of Rasa's HTTP API (``--auth-token``); required, never defaulted."""
+    return _desk_required("RASA_AUTH_TOKEN")
+
+
+def _desk_required(name: str) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        raise RuntimeError(f"{name} is not set; the launcher sets it, or export your own.")
+    return value
+
+
+# Payment reminders (credia/reminders/): the scheduler's own store, port and API token, and what it talks to.
+def reminders_database_url() -> str:
+    """Planned contacts and the audit of every decision; shared by every scheduler process."""
+    return env("REMINDERS_DATABASE_URL", sqlite_url("reminders.db"))
+
+
+def reminders_lender_policy_path() -> Path | None:
+    """The lender's own reminders rules over ``policies/reminders.yml`` (tighten only); relative to the project."""
+    value = env("CREDIA_REMINDERS_POLICY", "")
+    return PROJECT_ROOT / value if value else None
+
+
+def reminders_api_token() -> str:
+    """Bearer token of the scheduler's audit API; empty: the audit API answers 503 (never open)."""
+    return os.environ.get("REMINDERS_API_TOKEN", "")
+
+
+def reminders_rasa_url() -> str:
+    """Rasa server whose HTTP API (``trigger_intent``) says the reminders on the customer's channel."""
+    return env("RASA_URL", f"http://127.0.0.1:{env_int('RASA_PORT', 5005)}").rstrip("/")
