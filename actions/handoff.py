@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any, Optional
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import ActiveLoop, ConversationPaused, EventType
+from rasa_sdk.events import ActionExecuted, ActiveLoop, ConversationPaused, EventType
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
@@ -109,7 +109,8 @@ async def hand_off(
             + "e comunico con una persona de nuestro equipo, que ya tiene lo que conversamos y le escribirá por "
             "aquí en breve. Puede seguir escribiendo: todo le llega."
         )
-        return [handed_off(reason), ActiveLoop(None), ConversationPaused()]
+        # The bot listens while paused: when the desk resumes it, the next message is read as after any answer.
+        return [handed_off(reason), ActiveLoop(None), ActionExecuted("action_listen"), ConversationPaused()]
     return [handed_off(reason), *offer_callback(dispatcher, answer)]
 
 
