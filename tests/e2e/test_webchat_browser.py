@@ -324,3 +324,42 @@ def test_a_whatsapp_customer_continues_on_the_web_chat_through_the_signed_link(
     expect(page.get_by_role("button", name="Ver créditos")).to_be_visible()
     assert user_turns(assistant, customer.wa_id, "socketio") == ["¿qué puedes hacer?"]
     assert "quiero seguir en la web, mándame el link" in user_turns(assistant, customer.wa_id, "whatsapp")
+
+
+def test_a_web_chat_customer_is_served_by_an_agent_in_the_console_and_returns_to_the_bot(
+    assistant: Assistant, new_browser: Callable[[], BrowserContext]
+) -> None:
+    desk_env = assistant.processes["desk"].env
+    desk = f"http://127.0.0.1:{desk_env['DESK_PORT']}"
+    agent = new_browser().new_page()
+    agent.goto(f"{desk}/console")
+    agent.get_by_label("Usuario").fill("agente2")
+    agent.get_by_label("Contraseña").fill(desk_env["DESK_AGENT_PASSWORD"])
+    agent.get_by_role("button", name="Ingresar").click()
+    expect(agent.locator("body")).to_have_attribute("data-live-connected", "true")
+
+    customer = new_browser().new_page()
+    customer.goto(webchat(assistant))
+    say(customer, "quiero hablar con una persona")
+    expect(customer.locator("#cw-messages")).to_contain_text("le comunico con una persona")
+
+    waiting = agent.locator("#queue a").first
+    expect(waiting).to_be_visible()
+    waiting.click()
+    expect(agent.get_by_role("complementary", name="Contexto")).to_be_visible()
+    expect(agent.get_by_role("log", name="Mensajes")).to_contain_text("quiero hablar con una persona")
+    agent.get_by_role("button", name="Tomar la conversación").click()
+    agent.get_by_label("Respuesta al cliente").fill("Hola, soy Andrea. ¿En qué le ayudo?")
+    agent.get_by_role("button", name="Enviar al cliente").click()
+    expect(customer.locator("#cw-messages")).to_contain_text("Hola, soy Andrea")  # pushed live
+
+    say(customer, "quería saber si puedo adelantar una cuota")
+    expect(agent.get_by_role("log", name="Mensajes")).to_contain_text("adelantar una cuota")
+    agent.screenshot(path=str(SCREENSHOT.with_name("handoff-console.png")), full_page=True)
+    agent.get_by_label("Resultado").select_option(label="Resuelto")
+    agent.get_by_role("button", name="Resolver y devolver al asistente").click()
+    expect(customer.locator("#cw-messages")).to_contain_text("Soy Credia otra vez")
+
+    say(customer, "¿qué puedes hacer?")
+    expect(customer.get_by_role("button", name="Ver créditos")).to_be_visible()
+    customer.screenshot(path=str(SCREENSHOT.with_name("handoff-webchat.png")), full_page=True)
