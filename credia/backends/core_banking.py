@@ -140,3 +140,11 @@ class CoreBankingClient:
         """Mock core banking only: SMS sent to a phone or to a customer's document, newest first."""
         params = {key: value for key, value in (("phone", phone), ("document_number", document_number)) if value}
         return await self.http.request("GET", "/mock/sms", params=params)
+
+    async def opt_out(self, channel: str, address: str, source: str, idempotency_key: str) -> dict[str, Any]:
+        """Withdraw contact consent on ``channel`` for the customer(s) reached at ``address``; idempotent, so a
+        retried call is safe."""
+        body = {"channel": channel, "address": address, "source": source}
+        return await self.http.request(
+            "POST", "/consents/opt-out", json=body, headers={"Idempotency-Key": idempotency_key}
+        )

@@ -77,6 +77,9 @@ from credia.core_banking.schemas import (
     LoanDetailOut,
     LoanOut,
     OfferOut,
+    OptedOutCustomerOut,
+    OptOutIn,
+    OptOutOut,
     PaymentIn,
     PaymentOut,
     PaymentPlanIn,
@@ -597,6 +600,31 @@ def get_consents(customer_id: Id, session: Session = Depends(get_session)) -> Co
     ]
     history = [ConsentEventOut.from_orm(event) for event in customer.consent_events]
     return ConsentsOut(customer_id=customer.id, current=current, history=history)
+
+
+@router.post(
+    "/consents/opt-out",
+    response_model=OptOutOut,
+    tags=["customers"],
+    summary="A customer opts out of a channel from the address they wrote from",
+    description=(
+        "Withdraws contact consent on `channel` for every customer with that phone (E.164, a WhatsApp wa_id or "
+        "`whatsapp:+…`) or e-mail, recorded with its time and `source` in the consent history. Idempotent: a "
+        "customer already opted out there is not changed again. Always 200 with what changed, also for an "
+        "address that is nobody's (`changed: 0`); 422 for an address that is neither a phone nor an e-mail."
+    ),
+)
+def opt_out(body: OptOutIn, session: Session = Depends(get_session)) -> OptOutOut:
+    events = ops.opt_out(session, body.channel, body.address, body.source, now_lima())
+    session.commit()
+    return OptOutOut(
+        channel=body.channel,
+        address=body.address,
+        changed=len(events),
+        customers=[
+            OptedOutCustomerOut(customer_id=event.customer_id, revoked_at=event.recorded_at) for event in events
+        ],
+    )
 
 
 # --- applications ------------------------------------------------------------------------------------------

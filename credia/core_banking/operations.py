@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -233,6 +233,22 @@ def current_consents(customer: Customer) -> Dict[ConsentChannel, Optional[Consen
     for event in customer.consent_events:
         latest[ConsentChannel(event.channel)] = event
     return latest
+
+
+def opt_out(
+    session: Session, channel: ConsentChannel, address: str, source: str, at: datetime
+) -> List[ConsentEvent]:
+    """Withdraw consent on ``channel`` for every customer with this phone (E.164) or e-mail; a customer whose
+    consent there is already withdrawn is left as is, so a repeated "BAJA" records nothing new."""
+    column = func.lower(Customer.email) if "@" in address else Customer.phone
+    customers = session.execute(select(Customer).where(column == address).order_by(Customer.id)).scalars()
+    events = []
+    for customer in customers:
+        latest = current_consents(customer)[channel]
+        if latest is None or latest.granted:
+            events.append(record_consent(session, customer, channel, False, source, at))
+    session.flush()
+    return events
 
 
 def new_application_code(session: Session, rng: random.Random = _SYSTEM_RANDOM) -> str:

@@ -336,6 +336,48 @@ class ConsentsOut(Schema):
     history: List[ConsentEventOut] = Field(..., description="Every change, oldest first.")
 
 
+class OptOutIn(InputSchema):
+    """A customer's "no more messages" on a channel, said to the address they wrote from."""
+
+    channel: ConsentChannel
+    address: constr(strip_whitespace=True, min_length=3, max_length=254) = Field(  # type: ignore[valid-type]
+        ...,
+        description="Phone in E.164 (+51987654321), a WhatsApp wa_id (51987654321), a Twilio address "
+        "(whatsapp:+51987654321) or, for e-mail, the e-mail address.",
+    )
+    source: Text = Field(  # type: ignore[valid-type]
+        ..., description="Where and how the customer opted out, e.g. whatsapp_baja, sms_stop, call_center."
+    )
+
+    @validator("address")
+    def _address(cls, value: str) -> str:
+        """The stored form: an E.164 phone, or a lower-case e-mail address."""
+        if "@" in value:
+            return value.lower()
+        number = value.removeprefix("whatsapp:").strip()
+        if number.isdigit():
+            number = "+" + number
+        try:
+            phone = phonenumbers.parse(number, Country.PE.value)
+        except phonenumbers.NumberParseException:
+            raise ValueError("is neither a phone number nor an e-mail address") from None
+        if not phonenumbers.is_valid_number(phone):
+            raise ValueError("is not a valid phone number (use E.164, e.g. +51987654321)")
+        return phonenumbers.format_number(phone, phonenumbers.PhoneNumberFormat.E164)
+
+
+class OptedOutCustomerOut(Schema):
+    customer_id: int
+    revoked_at: datetime
+
+
+class OptOutOut(Schema):
+    channel: ConsentChannel
+    address: str = Field(..., description="The address as matched: E.164 phone or lower-case e-mail.")
+    changed: int = Field(..., description="Customers whose consent was withdrawn now (0: none, or already).")
+    customers: List[OptedOutCustomerOut] = Field(..., description="Those customers, with the time recorded.")
+
+
 class DataConsentIn(InputSchema):
     granted: StrictBool = Field(..., description="Must be true: without it the application is not evaluated.")
     source: constr(strip_whitespace=True, min_length=1, max_length=100) = Field(  # type: ignore[valid-type]
