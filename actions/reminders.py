@@ -8,7 +8,6 @@ pagar" or "no puedo, ¿me dan más plazo?" continues into the collections journe
 
 from __future__ import annotations
 
-import hashlib
 from datetime import date
 
 from rasa_sdk import Action, Tracker
@@ -17,6 +16,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.base import BackendAction
+from actions.verification import verified_customer_id
 from credia.backends.core_banking import CoreBankingClient
 from credia.money import format_day, format_money
 
@@ -76,9 +76,21 @@ class ActionOptOut(BackendAction):
         return "action_opt_out"
 
     async def act(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
-        said = tracker.latest_message.get("text") or ""
-        key = "chat-" + hashlib.sha256(f"{tracker.sender_id}|{len(tracker.events)}".encode()).hexdigest()[:32]
-        await CoreBankingClient().opt_out(consent_channel(tracker), tracker.sender_id, f"chat: «{said[:60]}»", key)
+        channel = consent_channel(tracker)
+        source = f"chat_{channel}_baja"
+        client = CoreBankingClient()
+        if channel == "web":
+            # A web chat session id is no address: only a verified customer can be told apart here.
+            customer_id = verified_customer_id(tracker)
+            if customer_id is None:
+                dispatcher.utter_message(
+                    text="Para dejar de recibir recordatorios, responda BAJA al mensaje que le llegó por WhatsApp o "
+                    "SMS, o escriba «mi deuda» para confirmar su identidad y lo hago desde aquí."
+                )
+                return []
+            await client.set_consent(customer_id, channel, False, source)
+        else:
+            await client.opt_out(channel, tracker.sender_id, source)
         dispatcher.utter_message(
             text="Listo, no le enviaremos más recordatorios por este medio. Si cambia de opinión o necesita algo, "
             "escríbanos cuando quiera."

@@ -141,10 +141,11 @@ class CoreBankingClient:
         params = {key: value for key, value in (("phone", phone), ("document_number", document_number)) if value}
         return await self.http.request("GET", "/mock/sms", params=params)
 
-    async def opt_out(self, channel: str, address: str, source: str, idempotency_key: str) -> dict[str, Any]:
-        """Withdraw contact consent on ``channel`` for the customer(s) reached at ``address``; idempotent, so a
-        retried call is safe."""
+    async def opt_out(self, channel: str, address: str, source: str) -> dict[str, Any]:
+        """Withdraw contact consent on ``channel`` for the customer(s) reached at ``address`` (idempotent)."""
         body = {"channel": channel, "address": address, "source": source}
-        return await self.http.request(
-            "POST", "/consents/opt-out", json=body, headers={"Idempotency-Key": idempotency_key}
-        )
+        return await self.http.request("POST", "/consents/opt-out", json=body)
+
+    async def set_consent(self, customer_id: int, channel: str, granted: bool, source: str) -> dict[str, Any]:
+        body = {"granted": granted, "source": source}
+        return await self.http.request("PUT", f"/customers/{customer_id}/consents/{channel}", json=body)
