@@ -26,7 +26,6 @@ pytestmark = pytest.mark.e2e
 
 ROSA = {"dni": "40236715", "born": "21/07/1990"}
 JOSE = {"dni": "45879632", "born": "02/11/1979"}
-LUCIA = {"dni": "41528367", "born": "09/05/1988"}
 # The target of the impersonation attempts; core banking locks the document after three failures.
 CARLOS = {"dni": "09876543", "born": "30/01/1972"}
 MONEY = re.compile(r"S/\s?\d")
@@ -167,14 +166,18 @@ def test_asking_twice_for_a_link_gives_the_same_link(assistant: Assistant) -> No
 
 
 def test_a_promise_to_pay_is_stored_with_its_channel(assistant: Assistant) -> None:
-    chat = assistant.chat("e2e-promise-lucia")
-    _customer, [loan] = customer_loans(assistant, LUCIA["dni"])
+    fredy = "28020623"  # generated demo customer about 61-120 days late that no other test touches
+    chat = assistant.chat("e2e-promise-fredy")
+    _customer, [loan] = customer_loans(assistant, fredy)
     terms = core(assistant, f"/loans/{loan['id']}/promise-terms")
-    if terms["pending_promise"]:
-        pytest.skip("a promise is already pending on the demo loan")
-    verify(chat, LUCIA, "puedo pagar mañana")
-    amount = chat.say(terms["min_amount"])
-    assert "registré su compromiso" in amount
+    assert terms["pending_promise"] is None
+    chat.say("me comprometo a pagar mañana")
+    chat.say(fredy)
+    assert "código de 6 dígitos" in chat.say("envíenme un código por sms")
+    [sms] = core(assistant, "/mock/sms", document_number=fredy)[:1]
+    asked = chat.say(re.search(r"\b\d{6}\b", sms["text"]).group(0))
+    assert "¿Cuánto pagará ese día?" in asked
+    assert "registré su compromiso" in chat.say(terms["min_amount"])
     [promise] = [p for p in core(assistant, f"/loans/{loan['id']}/promises") if p["status"] == "pending"]
     assert promise["channel"] == "rest" and Decimal(promise["amount"]) == Decimal(terms["min_amount"])
 
