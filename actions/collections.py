@@ -20,8 +20,8 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.base import BackendAction, goal_reached, handed_off
-from actions.handoff import hand_off
 from actions.credit_form import first
+from actions.handoff import hand_off
 from actions.verification import verification_reset, verified_customer_id
 from credia.backends import BackendRejected
 from credia.backends.core_banking import CoreBankingClient

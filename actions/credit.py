@@ -13,8 +13,8 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.base import BackendAction, goal_reached, handed_off
-from actions.handoff import hand_off
 from actions.credit_form import CREDIT_STEPS, product_info
+from actions.handoff import hand_off
 from credia.backends.core_banking import CoreBankingClient
 from credia.money import format_money, format_rate
 

@@ -23,8 +23,7 @@ from pathlib import Path
 import yaml
 
 from credia import settings
-from credia.processes import ManagedProcess, port_is_open
-from credia.processes import free_port
+from credia.processes import ManagedProcess, free_port, port_is_open
 
 STARTUP_TIMEOUT = {"core-banking": 60, "payments": 60, "actions": 90, "rasa": 300}
 STARTUP_TIMEOUT["whatsapp-graph"] = 30

@@ -8,9 +8,10 @@ counted or shown. Names are not detected and stay as written.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from typing import Iterable
+
+from credia.values import plain
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 DATE = re.compile(r"(?<!\d)\d{1,2}\s*[/.-]\s*\d{1,2}\s*[/.-]\s*\d{2,4}(?!\d)")
@@ -29,9 +30,7 @@ def mask_personal_data(text: str) -> str:
 
 def fold(text: str) -> str:
     """The form two messages share when they differ only in case, accents or spaces."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    bare = "".join(char for char in decomposed if not unicodedata.combining(char))
-    return SPACES.sub(" ", bare).strip()
+    return SPACES.sub(" ", plain(text)).strip()
 
 
 def tally(texts: Iterable[str]) -> list[tuple[str, int]]:

@@ -12,9 +12,10 @@ it into its channel's shape through these functions:
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterable, List, Optional, Sequence
+
+from credia.values import plain
 
 NUMBER_WORDS = ("uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve", "diez")
 URL = re.compile(r"https?://\S+")
@@ -79,8 +80,7 @@ def numbered_options(text: str, choices: Sequence[Choice]) -> str:
 
 
 def _plain(text: str) -> str:
-    folded = unicodedata.normalize("NFKD", text.lower())
-    return "".join(c for c in folded if not unicodedata.combining(c)).strip(" .!¡?¿")
+    return plain(text).strip(" .!¡?¿")
 
 
 def choice_for_reply(reply: str, choices: Sequence[Choice]) -> Optional[str]:

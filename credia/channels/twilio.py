@@ -187,6 +187,21 @@ def _json_object(text: str) -> Dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def twilio_blueprint(name: str, client: "TwilioRestClient") -> Blueprint:
+    """A Twilio channel's blueprint with its health route; the REST client is closed when the server stops."""
+    webhook = Blueprint(name, __name__)
+
+    @webhook.listener("after_server_stop")
+    async def close_client(_app: Sanic, _loop: asyncio.AbstractEventLoop) -> None:
+        await client.close()
+
+    @webhook.route("/", methods=["GET"])
+    async def health(_request: Request) -> HTTPResponse:
+        return response.json({"status": "ok"})
+
+    return webhook
+
+
 class TwilioRestClient:
     """Twilio's Messages API over aiohttp: never blocks the event loop, retries 429, 5xx and network errors."""
 
@@ -486,15 +501,7 @@ class TwilioMessagingInput(InputChannel):
         return self.output()
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
-        webhook = Blueprint("credia_twilio_messaging", __name__)
-
-        @webhook.listener("after_server_stop")
-        async def close_client(_app: Sanic, _loop: asyncio.AbstractEventLoop) -> None:
-            await self.client.close()
-
-        @webhook.route("/", methods=["GET"])
-        async def health(_request: Request) -> HTTPResponse:
-            return response.json({"status": "ok"})
+        webhook = twilio_blueprint("credia_twilio_messaging", self.client)
 
         @webhook.route("/webhook", methods=["POST"], stream=True)
         async def receive(request: Request) -> HTTPResponse:

@@ -28,7 +28,7 @@ from urllib.parse import urlencode
 
 from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
 from rasa.shared.core.events import BotUttered
-from sanic import Blueprint, Sanic, response
+from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
@@ -47,6 +47,7 @@ from credia.channels.twilio import (
     masked,
     rejected,
     signed_form,
+    twilio_blueprint,
 )
 
 logger = logging.getLogger(__name__)
@@ -211,15 +212,7 @@ class TwilioVoiceInput(InputChannel):
         )
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
-        webhook = Blueprint("credia_twilio_voice", __name__)
-
-        @webhook.listener("after_server_stop")
-        async def close_client(_app: Sanic, _loop: asyncio.AbstractEventLoop) -> None:
-            await self.client.close()
-
-        @webhook.route("/", methods=["GET"])
-        async def health(_request: Request) -> HTTPResponse:
-            return response.json({"status": "ok"})
+        webhook = twilio_blueprint("credia_twilio_voice", self.client)
 
         @webhook.route("/webhook", methods=["POST"], stream=True)
         async def receive(request: Request) -> HTTPResponse:

@@ -35,9 +35,8 @@ from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
-from sqlalchemy import JSON, Column, Index, Integer, String
+from sqlalchemy import JSON, Column, Index, Integer, String, UniqueConstraint, delete, func, select, update
 from sqlalchemy import Text as SQLText
-from sqlalchemy import UniqueConstraint, delete, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import declarative_base
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -13,6 +12,7 @@ import yaml
 from pydantic import BaseModel, Extra, ValidationError, confloat, conint
 
 from credia import settings
+from credia.values import plain
 
 Priority = Literal["normal", "high", "urgent"]
 PRIORITY_ORDER = {"normal": 0, "high": 1, "urgent": 2}
@@ -88,16 +88,11 @@ def handoff_policy() -> HandoffPolicy:
     return load_handoff_policy()
 
 
-def _plain(text: str) -> str:
-    folded = unicodedata.normalize("NFKD", text.lower())
-    return "".join(c for c in folded if not unicodedata.combining(c))
-
-
 def frustration_signal(text: str, rule: FrustrationRule) -> Optional[str]:
     """``insult`` or ``shouting`` when a single message shows it, else None (repetition needs the history)."""
-    plain = _plain(text)
+    folded = plain(text)
     for word in rule.words:
-        if re.search(rf"(?<![a-z]){re.escape(_plain(word))}(?![a-z])", plain):
+        if re.search(rf"(?<![a-z]){re.escape(plain(word))}(?![a-z])", folded):
             return "insult"
     letters = [c for c in text if c.isalpha()]
     if len(letters) >= rule.min_letters and sum(c.isupper() for c in letters) / len(letters) >= rule.shouting_ratio:

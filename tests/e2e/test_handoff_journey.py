@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Callable, Dict
+from functools import partial
+from typing import Any, Dict
 
 import pytest
 import requests
 
 from tests.e2e.conftest import Assistant
 from tests.e2e.test_whatsapp_journey import WhatsAppCustomer
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
+eventually = partial(wait_until, timeout=60, interval=0.3)
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -50,15 +53,6 @@ class Agent:
         return self.http.get(f"{self.url}/console/conversations/{handoff_id}", timeout=10).text
 
 
-def eventually(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"{what} never happened")
-
 
 def texts(customer: WhatsAppCustomer, after: int) -> list[str]:
     found = []
@@ -76,7 +70,7 @@ def test_a_whatsapp_customer_is_served_by_a_person_and_returns_to_the_bot(assist
     sent = len(customer.received())
     customer.write("quiero hablar con un asesor por favor")
 
-    status = eventually(lambda: agent.handoff(customer.wa_id).get("status") == "queued" and agent.handoff(customer.wa_id),
+    status = eventually(lambda: (found := agent.handoff(customer.wa_id)).get("status") == "queued" and found,
                         what="the desk receiving the handoff")
     told = eventually(lambda: texts(customer, sent), what="the bot telling the customer")
     assert any("le comunico con una persona" in text for text in told)

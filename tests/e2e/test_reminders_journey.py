@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 from zoneinfo import ZoneInfo
@@ -37,8 +38,10 @@ from credia.reminders.policy import load_policy
 from credia.settings import PROJECT_ROOT
 from tests.e2e.conftest import Assistant
 from tests.e2e.test_whatsapp_journey import WhatsAppCustomer, body_of
+from tests.waiting import wait_until as shared_wait_until
 
 pytestmark = pytest.mark.e2e
+wait_until = partial(shared_wait_until, timeout=60, interval=0.3)
 
 LIMA = ZoneInfo("America/Lima")
 REMINDER_INTENT = "EXTERNAL_payment_reminder"
@@ -149,15 +152,6 @@ def require_the_rasa_side(assistant: Assistant) -> None:
 def templates(customer: WhatsAppCustomer) -> List[Dict[str, Any]]:
     return [message for message in customer.received() if message["type"] == "template"]
 
-
-def wait_until(check: Any, timeout: float = 60, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from credia.desk.outbox import RasaTarget
 from credia.desk.policy import load_policy
 from credia.processes import ManagedProcess, free_port
 from tests.unit.fake_receiver import FakeReceiver, ReceivedRequest
+from tests.waiting import wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 API_TOKEN = "desk-api-token-for-tests"
@@ -39,15 +40,6 @@ PASSWORDS = {"supervisor": SUPERVISOR_PASSWORD, "agente1": AGENT_PASSWORD, "agen
 OPEN_CLOCK = "2025-07-30T10:00:00-05:00"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not met after {timeout}s")
 
 
 @dataclass

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional
+from typing import Any, AsyncIterator, Dict, Iterator, List, Optional
 
 import pytest
 import requests
@@ -35,6 +35,7 @@ from credia.channels.whatsapp import (
 )
 from credia.processes import free_port
 from tests.unit.test_fake_graph import ACCESS_TOKEN, PHONE_NUMBER_ID, FakeGraph, start_fake_graph
+from tests.waiting import wait_until
 
 APP_SECRET = "test-app-secret"
 VERIFY_TOKEN = "test-verify-token"
@@ -162,15 +163,6 @@ class RasaLikeServer:
         assert self.channel is not None
         self.channel.store.close()
 
-
-def wait_until(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # ------------------------------------------------------------------------------------------------ webhooks
