@@ -19,8 +19,6 @@ more as numbered text (a "2" from the customer is then mapped back to the second
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import mimetypes
@@ -41,6 +39,9 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import declarative_base
 
 from credia import settings
+from credia.channels.meta_webhook import (  # noqa: F401 (signature_of: the connector's API)
+    MAX_BODY_BYTES, SIGNATURE_HEADER, handshake_challenge, signature_of, signature_problem,
+)
 from credia.channels.rendering import URL, Choice, choice_for_reply, choices_of, numbered_options, shorten, split_text
 from credia.db import UTCDateTime, make_engine, make_session_factory, utcnow
 
@@ -48,8 +49,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CHANNEL_NAME = "whatsapp"
-SIGNATURE_HEADER = "X-Hub-Signature-256"
-MAX_BODY_BYTES = 1024 * 1024
 SERVICE_WINDOW = timedelta(hours=24)
 
 # Limits of the Cloud API for the messages this channel sends.
@@ -134,11 +133,6 @@ class WhatsAppConfig:
             max_attempts=max(1, settings.env_int("WHATSAPP_MAX_ATTEMPTS", cls.max_attempts)),
             retry_base_seconds=settings.env_float("WHATSAPP_RETRY_BASE_SECONDS", cls.retry_base_seconds),
         )
-
-
-def signature_of(secret: str, body: bytes) -> str:
-    """The ``X-Hub-Signature-256`` value Meta sends for ``body``."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------- inbound
@@ -872,23 +866,20 @@ class WhatsAppInput(InputChannel):
 
         @webhook.route("/webhook", methods=["GET"])
         async def verify(request: Request) -> HTTPResponse:
-            token = request.args.get("hub.verify_token") or ""
-            if request.args.get("hub.mode") == "subscribe" and hmac.compare_digest(
-                token.encode(), self.config.verify_token.encode()
-            ):
-                return response.text(request.args.get("hub.challenge") or "")
-            return response.text("verification failed", status=403)
+            challenge = handshake_challenge(request.args.get("hub.mode"), request.args.get("hub.verify_token"),
+                                            request.args.get("hub.challenge"), self.config.verify_token)
+            if challenge is None:
+                return response.text("verification failed", status=403)
+            return response.text(challenge)
 
         @webhook.route("/webhook", methods=["POST"], stream=True)
         async def receive(request: Request) -> HTTPResponse:
             body = await read_body(request, MAX_BODY_BYTES)
             if body is None:
                 return response.json({"detail": "body too large"}, status=413)
-            header = request.headers.get(SIGNATURE_HEADER)
-            if not header:
-                return response.json({"detail": f"missing {SIGNATURE_HEADER}"}, status=401)
-            if not hmac.compare_digest(header.encode(), signature_of(self.config.app_secret, body).encode()):
-                return response.json({"detail": "invalid signature"}, status=403)
+            problem = signature_problem(self.config.app_secret, body, request.headers.get(SIGNATURE_HEADER))
+            if problem is not None:
+                return response.json({"detail": problem[1]}, status=problem[0])
             try:
                 payload = json.loads(body)
             except ValueError:
