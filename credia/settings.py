@@ -184,3 +184,14 @@ def reminders_api_token() -> str:
 def reminders_rasa_url() -> str:
     """Rasa server whose HTTP API (``trigger_intent``) says the reminders on the customer's channel."""
     return env("RASA_URL", f"http://127.0.0.1:{env_int('RASA_PORT', 5005)}").rstrip("/")
+
+
+# WhatsApp ingress gateway (credia/channels/whatsapp_gateway.py): Meta calls it, it relays to Rasa's connector.
+def whatsapp_gateway_database_url() -> str:
+    """Its inbox of raw deliveries; by default the channels database, so several gateways can share it."""
+    return env("WHATSAPP_GATEWAY_DATABASE_URL", channels_database_url())
+
+
+def whatsapp_relay_url() -> str:
+    """Rasa's WhatsApp webhook, where every stored delivery is relayed with its body and signature."""
+    return env("WHATSAPP_RELAY_URL", f"http://127.0.0.1:{env_int('RASA_PORT', 5005)}/webhooks/whatsapp/webhook")
