@@ -6,6 +6,7 @@ The fake WhatsApp Cloud API starts with them unless ``WHATSAPP_GRAPH_URL`` point
 The fake Twilio API starts with them unless ``TWILIO_API_URL`` points at Twilio (or another one).
 The reminder scheduler (``credia.reminders``) starts with them and writes to customers through Rasa.
 The agent desk (``credia.desk``) starts with them; the banner prints its demo logins for this run.
+The WhatsApp ingress gateway (``credia.channels.whatsapp_gateway``) starts with them: Meta calls it, it relays to Rasa.
 The tests build the same processes with ``build_processes`` so they run exactly what a user runs.
 """
 
@@ -30,6 +31,7 @@ STARTUP_TIMEOUT["whatsapp-graph"] = 30
 STARTUP_TIMEOUT["fake-twilio"] = 30
 STARTUP_TIMEOUT["reminders"] = 30
 STARTUP_TIMEOUT["desk"] = 30
+STARTUP_TIMEOUT["whatsapp-gateway"] = 30
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Ports:
     twilio: int = 0  # the fake Twilio API; 0: a free port
     reminders: int = 0  # the reminder scheduler's API; 0: a free port
     desk: int = 0  # the agent desk; 0: a free port
+    whatsapp_gateway: int = 0  # the WhatsApp ingress gateway Meta calls; 0: a free port
 
     @classmethod
     def from_env(cls) -> "Ports":
@@ -54,6 +57,7 @@ class Ports:
             twilio=settings.env_int("TWILIO_FAKE_PORT", 0) or free_port(),
             reminders=settings.env_int("REMINDERS_PORT", 8004),
             desk=settings.env_int("DESK_PORT", 8003),
+            whatsapp_gateway=settings.env_int("WHATSAPP_GATEWAY_PORT", 8005) or free_port(),
         )
 
 
@@ -167,6 +171,7 @@ def build_processes(model: Path, var_dir: Path, ports: Ports) -> dict[str, Manag
     twilio_port = twilio_fake_port(ports)
     reminders_port = ports.reminders or free_port()
     desk_port = ports.desk or free_port()
+    gateway_port = ports.whatsapp_gateway or free_port()
     desk = desk_env(var_dir, ports, desk_port)
     env = {
         "CREDIA_VAR_DIR": str(var_dir),
@@ -184,6 +189,9 @@ def build_processes(model: Path, var_dir: Path, ports: Ports) -> dict[str, Manag
         "DESK_API_TOKEN": desk["DESK_API_TOKEN"],
         # Where signed web chat links point: the public address when one is set, else this run's Rasa server.
         "WEBCHAT_PUBLIC_URL": settings.env("WEBCHAT_PUBLIC_URL", f"http://127.0.0.1:{ports.rasa}"),
+        # The WhatsApp gateway relays what Meta delivers to this run's Rasa connector (or to WHATSAPP_RELAY_URL).
+        "WHATSAPP_RELAY_URL": os.environ.get("WHATSAPP_RELAY_URL")
+        or f"http://127.0.0.1:{ports.rasa}/webhooks/whatsapp/webhook",
         "RASA_TELEMETRY_ENABLED": "false",
         "PYTHONUNBUFFERED": "1",
         **run_secrets(var_dir),
@@ -234,6 +242,11 @@ def build_processes(model: Path, var_dir: Path, ports: Ports) -> dict[str, Manag
         "reminders": process(
             "reminders", [python, "-m", "credia.reminders"], f"http://127.0.0.1:{reminders_port}/health"
         ),
+        "whatsapp-gateway": process(
+            "whatsapp-gateway",
+            [python, "-m", "credia.channels.whatsapp_gateway", "--port", str(gateway_port)],
+            f"http://127.0.0.1:{gateway_port}/health",
+        ),
         # Its own environment: the demo passwords reach no other process.
         "desk": ManagedProcess(
             "desk", [python, "-m", "credia.desk"], f"http://127.0.0.1:{desk_port}/health", {**env, **desk},
@@ -261,6 +274,7 @@ def _busy_ports(ports: Ports) -> list[str]:
              "twilio": "TWILIO_FAKE_PORT",
              "reminders": "REMINDERS_PORT",
              "desk": "DESK_PORT",
+             "whatsapp_gateway": "WHATSAPP_GATEWAY_PORT",
              "rasa": "RASA_PORT"}
     return [f"{port} ({names[field]})" for field, port in vars(ports).items() if port_is_open(port)]
 
@@ -269,7 +283,8 @@ def _whatsapp_banner(ports: Ports, rasa: str) -> str:
     """Where WhatsApp goes this run: the fake Graph API (what the bot sent) or the configured one."""
     fake = f"http://127.0.0.1:{ports.whatsapp_graph}   (what the bot sent: /_test/messages)"
     return (
-        f"  WhatsApp webhook   {rasa}/webhooks/whatsapp/webhook\n"
+        f"  WhatsApp webhook   http://127.0.0.1:{ports.whatsapp_gateway}/webhooks/whatsapp/webhook   "
+        f"(the gateway: point Meta here; it relays to {rasa}/webhooks/whatsapp/webhook)\n"
         f"  WhatsApp Graph API {os.environ.get('WHATSAPP_GRAPH_URL') or 'fake at ' + fake}"
     )
 
