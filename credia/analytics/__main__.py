@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     report = commands.add_parser("report", parents=[common], help="print the metrics")
     report.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    report.add_argument(
+        "--core-banking-url", default=settings.core_banking_url(),
+        help="core banking, for the promise-kept rate (default: $CORE_BANKING_URL or http://127.0.0.1:8001); "
+        "when it does not answer the report says \"no disponible\"",
+    )
     export = commands.add_parser("export-nlu", parents=[common], help="export messages not understood to label")
     export.add_argument("--out", type=Path, help="file to write (default: standard output); never inside data/")
     return parser
@@ -71,7 +76,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("export-nlu does not write into data/: write elsewhere, label, then copy examples by hand")
     try:
         if args.command == "report":
-            report = build_report(url, filters, args.threshold)
+            report = build_report(url, filters, args.threshold, args.core_banking_url)
             as_json = args.format == "json"
             print(json.dumps(report, ensure_ascii=False, indent=2) if as_json else render_markdown(report))
             return 0

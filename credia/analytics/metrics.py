@@ -29,7 +29,8 @@ when n is 0). The definitions, written once here and in the README section "Metr
 - **collections**: verified contacts = sessions where ``identity_verified`` became true; promise-to-pay rate
   = promises (goal ``promise_created``) ÷ verified contacts; links sent (goal ``payment_link``); links paid =
   ``EXTERNAL_payment_received`` events (once per payment id), count and sum of ``paid_amount`` (under a
-  journey filter, only for collections); plans created (goal ``plan_created``).
+  journey filter, only for collections); plans created (goal ``plan_created``); promise-kept rate = promises
+  kept ÷ promises due (kept or broken), from core banking (``promises``), by the day the promise was made.
 - **credit**: applications by ``application_outcome`` as decided at submission; accepted counter-offers apart.
 """
 
@@ -43,6 +44,7 @@ from statistics import mean
 from typing import Any, Iterable, Optional, Sequence
 from zoneinfo import ZoneInfo
 
+from credia.analytics.promises import promise_kept
 from credia.analytics.sessions import COLLECTIONS, JOURNEYS, Payment, Session, read_sessions
 from credia.analytics.texts import tally
 from credia.identity import country_profile
@@ -239,6 +241,14 @@ def compute_report(
     }
 
 
-def build_report(url: str, filters: Filters = Filters(), threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
-    """The report of the tracker store at ``url`` (see ``sessions.tracker_store_url``)."""
-    return compute_report(read_sessions(url), filters, threshold)
+def build_report(
+    url: str,
+    filters: Filters = Filters(),
+    threshold: float = DEFAULT_THRESHOLD,
+    core_banking_url: Optional[str] = None,
+) -> dict[str, Any]:
+    """The report of the tracker store at ``url`` (see ``sessions.tracker_store_url``), with the promise-kept
+    rate read from core banking at ``core_banking_url`` (unavailable without one, or when it does not answer)."""
+    report = compute_report(read_sessions(url), filters, threshold)
+    report["collections"]["promise_kept"] = promise_kept(core_banking_url, filters)
+    return report

@@ -7,6 +7,7 @@ from typing import Any, Optional
 from credia.identity import country_profile
 from credia.money import format_money
 
+UNAVAILABLE = "no disponible"
 JOURNEY_LABELS = {
     "credit": "credit application",
     "simulation": "loan simulation",
@@ -47,6 +48,14 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 def _share(part: dict[str, Any], of_what: str = "") -> list[Any]:
     return [percent(part["rate"]), f"{part['count']} of {part['of']}{of_what}"]
+
+
+def _kept(figures: Optional[dict[str, Any]]) -> list[Any]:
+    """Core banking's figure, or "no disponible" with the reason when it could not be read."""
+    if not figures or not figures.get("available"):
+        reason = (figures or {}).get("reason", "not computed")
+        return [UNAVAILABLE, f"core banking: {reason}"]
+    return _share(figures, f" promises due ({figures['pending']} pending)")
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -111,6 +120,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         ["payment links sent", collections["links_sent"], ""],
         ["links paid", paid["count"], format_money(paid["amount"], profile.currency, profile.locale)],
         ["payment plans created", collections["plans_created"], ""],
+        ["promise-kept rate", *_kept(collections.get("promise_kept"))],
     ])
 
     credit = report["credit"]

@@ -335,16 +335,24 @@ def tracker_store_url(value: Optional[str] = None) -> str:
 
 def read_sessions(url: str) -> Iterator[Session]:
     """Every session in the tracker store, one conversation at a time (a large store never sits in memory)."""
-    parsed = make_url(url)
-    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
-        if not Path(parsed.database).is_file():
-            raise TrackerStoreError(
-                f"There is no tracker store at {parsed.database}: start the assistant (./assistant start) so "
-                "conversations are stored, or give the store with --tracker-db."
-            )
-    engine = sa.create_engine(url)
     try:
-        with engine.connect() as connection:
+        parsed = make_url(url)
+        engine = sa.create_engine(url)
+    except sa.exc.ArgumentError as exc:
+        raise TrackerStoreError(f"The tracker store URL cannot be used ({exc}).") from None
+    where = parsed.render_as_string(hide_password=True)
+    try:
+        if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
+            if not Path(parsed.database).is_file():
+                raise TrackerStoreError(
+                    f"There is no tracker store at {parsed.database}: start the assistant (./assistant start) so "
+                    "conversations are stored, or give the store with --tracker-db."
+                )
+        try:
+            connection = engine.connect()
+        except sa.exc.DBAPIError as exc:
+            raise TrackerStoreError(f"The tracker store {where} cannot be reached ({exc.orig}).") from None
+        with connection:
             query = sa.select(EVENTS.c.sender_id, EVENTS.c.type_name, EVENTS.c.data).order_by(
                 EVENTS.c.sender_id, EVENTS.c.id
             )
@@ -352,8 +360,8 @@ def read_sessions(url: str) -> Iterator[Session]:
                 rows = connection.execution_options(stream_results=True).execute(query)
             except sa.exc.DBAPIError as exc:
                 raise TrackerStoreError(
-                    f"The database {parsed.render_as_string(hide_password=True)} has no readable Rasa events "
-                    f"table ({exc.orig}); is it the tracker store of endpoints.yml?"
+                    f"The database {where} has no readable Rasa events table ({exc.orig}); is it the tracker "
+                    "store of endpoints.yml?"
                 ) from None
             for sender_id, group in groupby(rows, key=itemgetter(0)):
                 yield from split_sessions(sender_id, ((row[1], json.loads(row[2])) for row in group))

@@ -132,6 +132,16 @@ class CoreBankingClient:
         }
         return await self.http.request("POST", f"/loans/{loan_id}/promises", json=body)
 
+    async def promises(
+        self, since: date | None = None, until: date | None = None, channel: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Promises made from ``since`` to ``until`` (days in Lima) on ``channel``, settled as kept or broken
+        where due; for promise-kept rates."""
+        params = {"from": since, "to": until, "channel": channel}
+        return await self.http.request(
+            "GET", "/promises", params={key: str(value) for key, value in params.items() if value is not None}
+        )
+
     async def open_case(self, case: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
         """Open a case for a person (dispute, hardship, ...); the key makes a retried call return the same case."""
         return await self.http.request("POST", "/cases", json=case, headers={"Idempotency-Key": idempotency_key})

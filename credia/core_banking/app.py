@@ -1347,6 +1347,30 @@ def list_promises(loan_id: Id, session: Session = Depends(get_session)) -> List[
 
 
 @router.get(
+    "/promises",
+    response_model=List[PromiseOut],
+    tags=["collections"],
+    summary="Promises to pay made in a period, with pending ones settled as kept or broken",
+    description=(
+        "For promise-kept rates: the promises made from `from` to `to` (days in America/Lima, inclusive), on "
+        "`channel` when given, oldest first. Every pending promise is settled before the list is read: kept once "
+        "payments from the day it was made to its date cover the amount, broken after its date."
+    ),
+)
+def list_all_promises(
+    since: Optional[date] = Query(None, alias="from"),
+    until: Optional[date] = Query(None, alias="to"),
+    channel: Optional[str] = Query(None, max_length=40),
+    session: Session = Depends(get_session),
+) -> List[PromiseOut]:
+    if since is not None and until is not None and since > until:
+        raise ops.Invalid("from is after to")
+    promises = ops.promises_made(session, today_lima(), now_lima(), since, until, channel)
+    session.commit()
+    return [PromiseOut.from_orm(promise) for promise in promises]
+
+
+@router.get(
     "/loans/{loan_id}/promise-terms",
     response_model=PromiseTermsOut,
     tags=["collections"],

@@ -695,6 +695,30 @@ def refresh_promises(session: Session, loan: Loan, today: date, at: datetime) ->
     return promises
 
 
+def promises_made(
+    session: Session,
+    today: date,
+    at: datetime,
+    since: Optional[date] = None,
+    until: Optional[date] = None,
+    channel: Optional[str] = None,
+) -> List[PromiseToPay]:
+    """Promises made from ``since`` to ``until`` (days in Lima, inclusive) on ``channel``, oldest first; every
+    pending promise is settled first, so the kept-rate of a period is read from settled outcomes."""
+    pending_loans = select(PromiseToPay.loan_id).where(PromiseToPay.status == PromiseStatus.PENDING.value)
+    for loan in session.execute(select(Loan).where(Loan.id.in_(pending_loans.distinct()))).scalars():
+        refresh_promises(session, loan, today, at)
+    query = select(PromiseToPay)
+    if since is not None:
+        query = query.where(PromiseToPay.created_at >= datetime.combine(since, datetime.min.time(), LIMA))
+    if until is not None:
+        end = datetime.combine(until + timedelta(days=1), datetime.min.time(), LIMA)
+        query = query.where(PromiseToPay.created_at < end)
+    if channel is not None:
+        query = query.where(PromiseToPay.channel == channel)
+    return list(session.execute(query.order_by(PromiseToPay.id)).scalars())
+
+
 @dataclass(frozen=True)
 class PromiseTerms:
     """What a promise to pay on a loan may be today: an amount and a date within these bounds."""

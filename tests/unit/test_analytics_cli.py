@@ -16,6 +16,7 @@ from credia import settings
 from credia.analytics.__main__ import main
 from credia.analytics.metrics import build_report
 from credia.money import format_money
+from credia.processes import free_port
 from tests.unit.test_analytics_metrics import sample_conversations, store
 
 
@@ -33,9 +34,11 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def test_the_markdown_report_has_a_table_per_section(tracker_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status, out, _ = run(capsys, "report", "--tracker-db", str(tracker_db))
+    closed = f"http://127.0.0.1:{free_port()}"
+    status, out, _ = run(capsys, "report", "--tracker-db", str(tracker_db), "--core-banking-url", closed)
     assert status == 0
     for line in (
+        "| promise-kept rate | no disponible | core banking: core-banking: connection failed (ClientConnectorError) |",
         "| sessions | 10 |  |",
         "| containment | 70.0 % | 7 of 10 without a handoff |",
         "| automatic resolution | 50.0 % | 5 of 10 reached a goal without a handoff |",
@@ -58,9 +61,16 @@ def test_the_markdown_report_has_a_table_per_section(tracker_db: Path, capsys: p
 
 
 def test_the_json_report_has_the_same_numbers(tracker_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status, out, _ = run(capsys, "report", "--format", "json", "--tracker-db", f"sqlite:///{tracker_db}")
+    closed = f"http://127.0.0.1:{free_port()}"  # core banking down: the promise-kept rate is unavailable
+    status, out, _ = run(
+        capsys, "report", "--format", "json", "--tracker-db", f"sqlite:///{tracker_db}", "--core-banking-url", closed
+    )
     assert status == 0
-    assert json.loads(out) == build_report(f"sqlite:///{tracker_db}")
+    report = json.loads(out)
+    assert report == build_report(f"sqlite:///{tracker_db}", core_banking_url=closed)
+    assert report["collections"]["promise_kept"] == {
+        "available": False, "reason": "core-banking: connection failed (ClientConnectorError)",
+    }
 
 
 def test_filters_and_threshold_reach_the_report(tracker_db: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -323,6 +323,8 @@ def test_every_metric_matches_the_hand_computed_values(tracker_url: str) -> None
         "links_sent": 1,
         "links_paid": {"count": 2, "amount": "200.50"},
         "plans_created": 0,
+        # From core banking, which build_report was not given.
+        "promise_kept": {"available": False, "reason": "no core-banking URL configured"},
     }
     assert report["credit"] == {
         "applications_by_outcome": {"counter_offer": 1, "pre_approved": 1, "referred": 1},
