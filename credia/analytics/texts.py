@@ -11,21 +11,16 @@ import re
 from collections import Counter
 from typing import Iterable
 
+from credia.pii import mask_pii
 from credia.values import plain
 
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-DATE = re.compile(r"(?<!\d)\d{1,2}\s*[/.-]\s*\d{1,2}\s*[/.-]\s*\d{2,4}(?!\d)")
-# Six digits or more, spaces, dots or dashes between them: DNIs, phones, SMS codes, card and account numbers.
-LONG_NUMBER = re.compile(r"\+?(?<!\d)\d(?:[\s.-]?\d){5,}(?!\d)")
 SPACES = re.compile(r"\s+")
 
 
 def mask_personal_data(text: str) -> str:
-    """``mi dni es 45879632`` → ``mi dni es <número>``; e-mails and dates likewise, spaces collapsed."""
-    text = EMAIL.sub("<correo>", text)
-    text = DATE.sub("<fecha>", text)
-    text = LONG_NUMBER.sub("<número>", text)
-    return SPACES.sub(" ", text).strip()
+    """``mi dni es 45879632`` → ``mi dni es <número>``; e-mails and dates likewise (``credia.pii``), spaces
+    collapsed."""
+    return SPACES.sub(" ", mask_pii(text)).strip()
 
 
 def fold(text: str) -> str:

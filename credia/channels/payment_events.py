@@ -21,13 +21,13 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from credia import settings
+from credia.channels.guard import BodyTooLarge, guard, read_body
 from credia.signing import SIGNATURE_HEADER, SignatureError, verify
 
 logger = logging.getLogger(__name__)
 
 PAYMENT_RECEIVED_INTENT = "EXTERNAL_payment_received"
 PAYMENT_COMPLETED = "payment.completed"
-MAX_BODY_BYTES = 64 * 1024
 
 
 def already_announced(tracker: DialogueStateTracker, payment_id: str) -> bool:
@@ -82,11 +82,12 @@ class PaymentEventsInput(InputChannel):
         async def health(_request: Request) -> HTTPResponse:
             return response.json({"status": "ok"})
 
-        @webhook.route("/webhook", methods=["POST"])
+        @webhook.route("/webhook", methods=["POST"], stream=True)
         async def receive(request: Request) -> HTTPResponse:
-            body = request.body or b""
-            if len(body) > MAX_BODY_BYTES:
-                return response.json({"detail": "body too large"}, status=413)
+            try:
+                body = await read_body(request, guard().limits.max_body_bytes)
+            except BodyTooLarge as exc:
+                return response.json({"detail": str(exc)}, status=413)
             try:
                 verify(self.secret, request.headers.get(SIGNATURE_HEADER), body)
             except SignatureError as exc:

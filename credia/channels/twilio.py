@@ -35,6 +35,7 @@ from sqlalchemy import Column, MetaData, String, Table, insert
 from sqlalchemy.exc import IntegrityError
 
 from credia import settings
+from credia.channels.guard import guard
 from credia.channels.rendering import Choice, choice_for_reply, choices_of, numbered_options, split_text
 from credia.db import UTCDateTime, make_engine, utcnow
 
@@ -519,6 +520,10 @@ class TwilioMessagingInput(InputChannel):
                 return empty_twiml()
             if not text.strip():
                 logger.info("Twilio message %s from %s has nothing the bot can read", message_sid, masked(sender))
+                return empty_twiml()
+            verdict = await guard().check(sender, text)
+            if not verdict.allowed:
+                self._start(guard().answer_refused(self.output(form.get("To") or None), sender, verdict))
                 return empty_twiml()
             self._start(self._turn(request.app, on_new_message, sender, text, metadata, form.get("To") or None))
             return empty_twiml()

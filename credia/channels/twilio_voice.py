@@ -33,6 +33,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from credia import settings
+from credia.channels.guard import guard
 from credia.channels.rendering import NUMBER_WORDS, URL, Choice, choices_of, speech, split_text
 from credia.channels.twilio import (
     BODY_LIMIT,
@@ -252,6 +253,12 @@ class TwilioVoiceInput(InputChannel):
             return await self._silence(request, call_sid, _int(request.args.get("silences")))
         else:
             text = CALL_START_TEXT
+        verdict = await guard().check(call_sid, text)
+        if not verdict.allowed:
+            answer = Answer(self.voice)
+            reply = guard().reply_for(verdict)
+            answer.gather(self._action(request, silences=0), [reply] if reply else [], [])
+            return answer.http()
         output = TwilioVoiceOutput()
         message = UserMessage(text, output, call_sid, input_channel=self.name(), metadata=metadata)
         task = asyncio.ensure_future(on_new_message(message))

@@ -7,7 +7,7 @@ the page the way they reach any Rasa socket.io widget. Routes, under ``/webhooks
 - ``/``: the chat page (full page, or the panel of ``static/embed.js`` with ``?embed=1``); ``?t=<token>``
   continues an existing conversation (see ``credia/channels/links.py``);
 - ``/session?t=<token>``: checks a signed link and returns the conversation id the page uses as its
-  socket.io ``session_id``;
+  socket.io ``session_id``, with the ``session_token`` that lets it join (``socketio_channel.py``);
 - ``/static/...``: the files of ``webchat_static/``: the page's JS and CSS, the launcher for a lender's site
   (``embed.js``) and the vendored socket.io client (``vendor/socket.io.min.js``: socket.io-client 4.8.4 from
   the npm registry, MIT, its licence beside it).
@@ -28,6 +28,7 @@ from sanic.response import HTTPResponse
 
 from credia import settings
 from credia.channels.links import ConversationTokenError, verify_conversation_token
+from credia.channels.socketio_channel import issue_session_token
 
 STATIC_DIR = Path(__file__).resolve().parent / "webchat_static"
 DEFAULT_SOCKETIO_PATH = "/socket.io"
@@ -120,7 +121,11 @@ class WebChatPage(InputChannel):
             except ConversationTokenError as exc:
                 status, detail = LINK_ERRORS[exc.reason]
                 return response.json({"reason": exc.reason, "detail": detail}, status=status)
-            return response.json({"conversation_id": conversation_id}, headers={"Cache-Control": "no-store"})
+            # The page joins the conversation over socket.io with a session token of its own (longer-lived).
+            return response.json(
+                {"conversation_id": conversation_id, "session_token": issue_session_token(conversation_id, secret)},
+                headers={"Cache-Control": "no-store"},
+            )
 
         @webchat.route("/static/<name:path>", methods=["GET"])
         async def asset(_request: Request, name: str) -> HTTPResponse:

@@ -39,6 +39,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import declarative_base
 
 from credia import settings
+from credia.channels.guard import guard
 from credia.channels.meta_webhook import (  # noqa: F401 (signature_of: the connector's API)
     MAX_BODY_BYTES, SIGNATURE_HEADER, handshake_challenge, signature_of, signature_problem,
 )
@@ -935,7 +936,10 @@ class WhatsAppInput(InputChannel):
             return
         output = WhatsAppOutput(self.client, self.store)
         try:
-            if message.kind == "unsupported":
+            verdict = await guard().check(message.sender_id, message.text)
+            if not verdict.allowed:
+                await guard().answer_refused(output, message.sender_id, verdict)
+            elif message.kind == "unsupported":
                 await output.send_text_message(message.sender_id, UNSUPPORTED_REPLY)
             else:
                 text, metadata = await self.chosen(message)

@@ -10,6 +10,7 @@ from typing import Iterator
 import pytest
 import requests
 
+from credia.channels.links import sign_conversation_link
 from credia.launcher import Ports, build_processes, start_all, stop_all
 from credia.processes import ManagedProcess, free_port
 
@@ -76,6 +77,11 @@ class Assistant:
 
     def chat(self, sender: str) -> Chat:
         return Chat(self.rasa_url, sender)
+
+    def webchat_session(self, sender: str) -> dict:
+        """The ``session_request`` that joins ``sender``'s conversation on socket.io: its id and signed token."""
+        secret = self.processes["rasa"].env["CONVERSATION_LINK_SECRET"]
+        return {"session_id": sender, "session_token": sign_conversation_link(sender, secret=secret)}
 
 
 @pytest.fixture(scope="session")

@@ -227,7 +227,7 @@ async def test_a_payment_is_announced_live_on_the_web_chat_where_the_link_was_as
         return said
 
     try:
-        await client.emit("session_request", {"session_id": sender})
+        await client.emit("session_request", assistant.webchat_session(sender))
         await say("quiero pagar mi cuota", "DNI")
         await say(patricia, "fecha de nacimiento")
         await say("mejor envíenme un código", "código de 6 dígitos")

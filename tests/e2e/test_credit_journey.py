@@ -133,7 +133,7 @@ async def test_documents_sent_over_the_web_chat_are_stored_against_the_applicati
     client.on("bot_uttered", answers.put)
     await client.connect(assistant.rasa_url, socketio_path="/socket.io", transports=["polling"])
     try:
-        await client.emit("session_request", {"session_id": sender})
+        await client.emit("session_request", assistant.webchat_session(sender))
         await client.emit("user_uttered", {
             "session_id": sender,
             "message": "/send_document",

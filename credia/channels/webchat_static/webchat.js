@@ -4,11 +4,14 @@
  * The session id lives in localStorage, so a reload (or a new tab) rejoins the same conversation, and a local
  * transcript is kept beside it so the history shows again: the server keeps the conversation, not the page.
  * A signed link (?t=...) from another channel swaps the session id for that conversation's id.
+ * The server signs each session id (event session_token); the token is kept beside the id and sent with every
+ * session_request, so nobody who merely knows an id can join the conversation. A refused token starts anew.
  */
 (function () {
   "use strict";
 
   var SESSION_KEY = "credia.webchat.session";
+  var TOKEN_KEY = "credia.webchat.session_token";
   var TRANSCRIPT_KEY = "credia.webchat.transcript";
   var MAX_TRANSCRIPT = 200; // what localStorage keeps; the tracker on the server has everything
   var TYPING_TIMEOUT_MS = 30000; // stop showing "escribiendo" if the bot stays silent
@@ -24,6 +27,7 @@
     image: "Imagen enviada por Credia",
     linkOpened: "Continuamos aquí la conversación que inició en otro canal.",
     linkFailed: "No pudimos abrir la conversación del enlace. Puede escribirnos aquí de todos modos.",
+    sessionRefused: "No pudimos continuar la conversación anterior. Empezamos una nueva.",
     confirmReset: "¿Borrar esta conversación de este dispositivo y empezar una nueva?"
   };
 
@@ -52,6 +56,7 @@
   };
 
   var sessionId = store.get(SESSION_KEY);
+  var sessionToken = store.get(TOKEN_KEY);
   var transcript = loadTranscript();
   var confirmed = false;
   var outbox = [];
@@ -207,7 +212,18 @@
     socket = window.io({ path: socketPath });
     socket.on("connect", function () {
       confirmed = false;
-      socket.emit("session_request", { session_id: sessionId });
+      socket.emit("session_request", { session_id: sessionId, session_token: sessionToken });
+    });
+    socket.on("session_token", function (data) {
+      if (!data || typeof data.session_token !== "string") return;
+      sessionToken = data.session_token;
+      store.set(TOKEN_KEY, sessionToken);
+    });
+    // The stored session cannot be rejoined (expired, or signed by a server secret that changed): start anew.
+    socket.on("session_rejected", function (data) {
+      forgetSession();
+      notice((data && data.detail) || TEXT.sessionRefused);
+      socket.emit("session_request", {});
     });
     socket.on("session_confirm", function (data) {
       var id = typeof data === "string" ? data : data && data.session_id;
@@ -239,6 +255,8 @@
             notice(body.detail || TEXT.linkFailed);
             return;
           }
+          sessionToken = body.session_token || null;
+          if (sessionToken) store.set(TOKEN_KEY, sessionToken); else store.remove(TOKEN_KEY);
           if (body.conversation_id !== sessionId) {
             sessionId = body.conversation_id;
             store.set(SESSION_KEY, sessionId);
@@ -252,14 +270,20 @@
       .catch(function () { notice(TEXT.linkFailed); });
   }
 
-  function reset() {
-    if (!window.confirm(TEXT.confirmReset)) return;
+  function forgetSession() {
     store.remove(SESSION_KEY);
+    store.remove(TOKEN_KEY);
     store.remove(TRANSCRIPT_KEY);
     sessionId = null;
+    sessionToken = null;
     transcript = [];
-    outbox = [];
     list.textContent = "";
+  }
+
+  function reset() {
+    if (!window.confirm(TEXT.confirmReset)) return;
+    forgetSession();
+    outbox = [];
     hideTyping();
     // A new socket: the old one is still in the old conversation's room and would get its messages.
     socket.disconnect();
