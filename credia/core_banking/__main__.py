@@ -12,7 +12,7 @@ import logging
 
 import uvicorn
 
-from credia import settings
+from credia import logs, settings
 from credia.collections.policy import load_policy as load_collections_policy
 from credia.core_banking.app import create_app
 from credia.core_banking.loans import today_lima
@@ -26,6 +26,7 @@ logger = logging.getLogger("credia.core_banking")
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.install()  # no customer data in this process's log
     database_url = settings.core_banking_database_url()
     try:
         secret = settings.payments_webhook_secret()

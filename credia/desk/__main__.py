@@ -13,7 +13,7 @@ from typing import Optional
 
 import uvicorn
 
-from credia import settings
+from credia import logs, settings
 from credia.credit.policy import PolicyError
 from credia.desk.app import create_app
 from credia.desk.config import DeskConfig
@@ -22,6 +22,7 @@ from credia.desk.events import Broker
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.install()  # no customer data in this process's log
     try:
         config = DeskConfig.from_env()
     except PolicyError as exc:

@@ -9,14 +9,20 @@ import logging
 
 import uvicorn
 
+from credia import logs
 from credia.payments.app import create_app
 from credia.settings import env, env_int
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.install()  # no customer data in this process's log
+    try:
+        app = create_app()
+    except RuntimeError as exc:  # a required secret is missing
+        raise SystemExit(f"payments: {exc}") from None
     uvicorn.run(
-        create_app(),
+        app,
         host=env("PAYMENTS_HOST", "127.0.0.1"),
         port=env_int("PAYMENTS_PORT", 8002),
         log_level=env("PAYMENTS_LOG_LEVEL", "info"),

@@ -23,7 +23,7 @@ from typing import List, Optional, Sequence
 
 import uvicorn
 
-from credia import settings
+from credia import logs, settings
 from credia.analytics.sessions import tracker_store_url
 from credia.credit.policy import PolicyError
 from credia.money import format_money
@@ -154,6 +154,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.install()  # no customer data in this process's log
     try:
         policy = load_policy()
     except PolicyError as exc:
