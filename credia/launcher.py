@@ -144,6 +144,8 @@ def desk_env(var_dir: Path, ports: Ports, desk_port: int) -> dict[str, str]:
     values = {
         "DESK_PORT": str(desk_port),
         "DESK_DATABASE_URL": settings.env("DESK_DATABASE_URL", f"sqlite:///{var_dir / 'desk.db'}"),
+        # The supervisors' dashboard reads the metrics from this run's tracker store (or the one given).
+        "DESK_TRACKER_DB": settings.env("DESK_TRACKER_DB", f"sqlite:///{var_dir / 'rasa_tracker.db'}"),
         "RASA_URL": f"http://127.0.0.1:{ports.rasa}",
         "DESK_API_TOKEN": os.environ.get("DESK_API_TOKEN") or secrets.token_urlsafe(24),
         "DESK_SUPERVISOR_PASSWORD": os.environ.get("DESK_SUPERVISOR_PASSWORD") or secrets.token_urlsafe(12),

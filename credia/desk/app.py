@@ -30,12 +30,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from credia.db import make_engine, make_session_factory
+from credia.desk import dashboard
 from credia.desk.auth import same_secret
 from credia.desk.config import DeskConfig
 from credia.desk.events import Broker, DeskEvent
 from credia.desk.hours import UnknownCountry
 from credia.desk.models import Base
-from credia.desk.pages import Page
+from credia.desk.pages import METRICS_PATH, Page
 from credia.desk.schemas import (
     CustomerMessageIn,
     ErrorOut,
@@ -344,6 +345,18 @@ def tickets_page(request: Request, viewer: Viewer = Depends(current_viewer)) -> 
     return html(page_of(request).tickets(viewer, desk_of(request).tickets()))
 
 
+@console.get(METRICS_PATH)
+def metrics_page(request: Request, viewer: Viewer = Depends(current_viewer)) -> Response:
+    """The supervisors' dashboard; agents are refused, the figures come from credia.analytics."""
+    if not viewer.is_supervisor:
+        raise DeskError(403, "Solo los supervisores pueden ver las métricas del asistente.")
+    state = request.app.state
+    status_code, content = dashboard.render(
+        page_of(request), viewer, request.query_params, state.tracker_store_url, state.core_banking_url
+    )
+    return html(content, status_code)
+
+
 @console.get("/console/events")
 async def live_events(request: Request, viewer: Viewer = Depends(current_viewer)) -> Response:
     """Server-sent events: what changed (never customer data); the page fetches what it shows itself."""
@@ -595,6 +608,8 @@ def create_app(config: DeskConfig) -> FastAPI:
     app.state.api_token = config.api_token
     app.state.cookie_secure = config.cookie_secure
     app.state.session_seconds = config.policy.security.session_max_hours * 3600
+    app.state.tracker_store_url = config.tracker_store_url
+    app.state.core_banking_url = config.core_banking_url
 
     app.add_middleware(BodyLimitAndHeaders)
     app.include_router(public)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Tuple
+from typing import Optional, Tuple
 
 from credia import settings
+from credia.analytics.sessions import tracker_store_url
 from credia.desk.auth import MIN_PASSWORD_LENGTH
 from credia.desk.hours import Clock, running_clock, system_clock
 from credia.desk.models import Role
@@ -38,6 +39,10 @@ class DeskConfig:
     clock: Clock
     passwords: Tuple[Tuple[DemoUser, str], ...]
     cookie_secure: bool = False
+    # The dashboard's sources: Rasa's tracker store (DESK_TRACKER_DB, a URL or a SQLite file; default the run's
+    # $CREDIA_VAR_DIR/rasa_tracker.db) and core banking for the promise-kept rate (none: shown as unavailable).
+    tracker_store_url: str = field(default_factory=tracker_store_url)
+    core_banking_url: Optional[str] = None
 
     @classmethod
     def from_env(cls) -> "DeskConfig":
@@ -71,4 +76,6 @@ class DeskConfig:
             clock=running_clock(moment) if start else system_clock,
             passwords=tuple(passwords),
             cookie_secure=settings.env("DESK_COOKIE_SECURE", "") in ("1", "true", "yes"),
+            tracker_store_url=tracker_store_url(settings.env("DESK_TRACKER_DB", "")),
+            core_banking_url=settings.core_banking_url(),
         )

@@ -29,6 +29,7 @@ KIND_LABELS = {MessageKind.CUSTOMER.value: "Cliente", MessageKind.BOT.value: "As
 TICKET_KINDS = {"callback": "Llamada", "ticket": "Mensaje"}
 CURRENT = ' aria-current="page"'
 DELIVERY_KINDS = {"reply": "Respuesta", "resume": "Reactivar al asistente", "handback": "Devolver al asistente"}
+METRICS_PATH = "/console/metrics"  # the supervisors' dashboard (credia/desk/dashboard.py)
 
 
 class Page:
@@ -99,10 +100,10 @@ class Page:
     def layout(self, title: str, main: str, viewer: Optional[Viewer] = None, current: str = "") -> str:
         header = ""
         if viewer is not None:
-            nav = "".join(
-                f'<a href="{href}"{CURRENT if current == href else ""}>{label}</a>'
-                for href, label in (("/console", "Conversaciones"), ("/console/tickets", "Llamadas y mensajes"))
-            )
+            links = [("/console", "Conversaciones"), ("/console/tickets", "Llamadas y mensajes")]
+            if viewer.is_supervisor:
+                links.append((METRICS_PATH, "Métricas"))
+            nav = "".join(f'<a href="{href}"{CURRENT if current == href else ""}>{label}</a>' for href, label in links)
             state = "Disponible" if viewer.available else "En pausa"
             toggle = self.form(
                 viewer,

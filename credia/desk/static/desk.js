@@ -147,6 +147,8 @@
     });
     source.addEventListener("open", function () { document.body.setAttribute("data-live-connected", "true"); });
   }
-  // Waiting times move even when nothing happens.
-  window.setInterval(refresh, 60000);
+  // Waiting times move even when nothing happens; a page that sets data-refresh-seconds (the dashboard) asks
+  // for its own pace.
+  var pace = document.querySelector("[data-refresh-seconds]");
+  window.setInterval(refresh, pace ? Number(pace.getAttribute("data-refresh-seconds")) * 1000 : 60000);
 })();
