@@ -25,6 +25,7 @@ import yaml
 
 from credia import settings
 from credia.processes import ManagedProcess, free_port, port_is_open
+from credia.scaleout import Topology
 
 STARTUP_TIMEOUT = {"core-banking": 60, "payments": 60, "actions": 90, "rasa": 300}
 STARTUP_TIMEOUT["whatsapp-graph"] = 30
@@ -32,6 +33,17 @@ STARTUP_TIMEOUT["fake-twilio"] = 30
 STARTUP_TIMEOUT["reminders"] = 30
 STARTUP_TIMEOUT["desk"] = 30
 STARTUP_TIMEOUT["whatsapp-gateway"] = 30
+STARTUP_TIMEOUT["balancer"] = 30
+STARTUP_TIMEOUT["metrics-consumer"] = 30
+
+
+MAX_RESTARTS = 5
+RESTART_WINDOW = 120.0
+
+
+def startup_timeout(name: str) -> float:
+    """Seconds a process may take to become healthy; instances (``rasa-2``) take their kind's."""
+    return STARTUP_TIMEOUT.get(name) or STARTUP_TIMEOUT[name.rsplit("-", 1)[0]]
 
 
 @dataclass(frozen=True)
@@ -61,15 +73,18 @@ class Ports:
         )
 
 
-def write_endpoints(var_dir: Path, ports: Ports) -> Path:
-    """Write the endpoints file of this run: the project's endpoints.yml with this run's port and paths.
+def write_endpoints(var_dir: Path, ports: Ports, topology: Topology = Topology()) -> Path:
+    """Write the endpoints file of this run: the project's endpoints.yml with this run's port and paths, and the
+    shared stores of the scaled-out profile.
 
-    ``RASA_ENDPOINTS`` names a complete endpoints file to use instead (e.g. the scaled-out one).
+    ``RASA_ENDPOINTS`` names a complete endpoints file to use instead.
     """
     if os.environ.get("RASA_ENDPOINTS"):
         return Path(os.environ["RASA_ENDPOINTS"])
-    config = yaml.safe_load((settings.PROJECT_ROOT / "endpoints.yml").read_text())
+    config = topology.endpoints(yaml.safe_load((settings.PROJECT_ROOT / "endpoints.yml").read_text()))
     config["action_endpoint"]["url"] = f"http://127.0.0.1:{ports.actions}/webhook"
+    # Rasa fills in the token from its environment: the action server answers nobody else, and it is not on disk.
+    config["action_endpoint"]["headers"] = {"Authorization": "Bearer ${ACTION_SERVER_TOKEN}"}
     tracker = config.get("tracker_store", {})
     if tracker.get("dialect") == "sqlite":
         tracker["db"] = str(var_dir / "rasa_tracker.db")
@@ -88,6 +103,8 @@ def run_secrets(var_dir: Path) -> dict[str, str]:
         "CONVERSATION_LINK_SECRET": os.environ.get("CONVERSATION_LINK_SECRET") or secrets.token_hex(32),
         # Protects the reminder scheduler's audit API (credia/reminders/api.py).
         "REMINDERS_API_TOKEN": os.environ.get("REMINDERS_API_TOKEN") or secrets.token_urlsafe(24),
+        # Only Rasa may call the action server (credia/action_server.py).
+        "ACTION_SERVER_TOKEN": os.environ.get("ACTION_SERVER_TOKEN") or secrets.token_urlsafe(24),
     }
     token_file = var_dir / "run" / "rasa_token"
     token_file.parent.mkdir(parents=True, exist_ok=True)
@@ -165,8 +182,15 @@ def _desk_banner(ports: Ports, var_dir: Path) -> str:
     return f"  agent desk         http://127.0.0.1:{ports.desk}/console   (logins this run: {pairs})"
 
 
-def build_processes(model: Path, var_dir: Path, ports: Ports) -> dict[str, ManagedProcess]:
-    """The assistant's processes, wired to each other through ports and environment variables."""
+def build_processes(
+    model: Path, var_dir: Path, ports: Ports, topology: Topology | None = None
+) -> dict[str, ManagedProcess]:
+    """The assistant's processes, wired to each other through ports and environment variables.
+
+    In the scaled-out profile (``credia.scaleout``) the stores are shared servers, and ``rasa``/``actions`` become
+    several instances (``rasa-1``, ``rasa-2``...) behind a ``balancer`` listening on the usual ports.
+    """
+    topology = topology or Topology.from_env()
     python = sys.executable
     logs = var_dir / "log"
     graph_port = whatsapp_graph_port(ports)
@@ -175,6 +199,9 @@ def build_processes(model: Path, var_dir: Path, ports: Ports) -> dict[str, Manag
     desk_port = ports.desk or free_port()
     gateway_port = ports.whatsapp_gateway or free_port()
     desk = desk_env(var_dir, ports, desk_port)
+    if topology.scaled:
+        # The supervisors' dashboard reads the metrics store that RabbitMQ feeds, not the conversations' store.
+        desk.update(DESK_DATABASE_URL=topology.database_url("desk"), DESK_TRACKER_DB=topology.database_url("analytics"))
     env = {
         "CREDIA_VAR_DIR": str(var_dir),
         "CORE_BANKING_URL": f"http://127.0.0.1:{ports.core_banking}",
@@ -199,12 +226,61 @@ def build_processes(model: Path, var_dir: Path, ports: Ports) -> dict[str, Manag
         **run_secrets(var_dir),
         **whatsapp_env(graph_port),
         **twilio_env(twilio_port),
+        **topology.service_env(),
     }
-    endpoints = write_endpoints(var_dir, ports)
+    endpoints = write_endpoints(var_dir, ports, topology)
     root = settings.PROJECT_ROOT
 
     def process(name: str, command: list[str], health_url: str) -> ManagedProcess:
         return ManagedProcess(name, command, health_url, env, logs / f"{name}.log", root)
+
+    def action_server(name: str, port: int) -> ManagedProcess:
+        return process(
+            name,
+            [python, "-m", "credia.action_server", "--port", str(port)],
+            f"http://127.0.0.1:{port}/health",
+        )
+
+    def rasa_server(name: str, port: int) -> ManagedProcess:
+        return process(
+            name,
+            [
+                python, "-m", "rasa", "run",
+                "--model", str(model),
+                "--endpoints", str(endpoints),
+                "--credentials", str(root / "credentials.yml"),
+                "--interface", settings.env("RASA_INTERFACE", "127.0.0.1"),
+                "--port", str(port),
+                "--enable-api", f"--auth-token={env['RASA_AUTH_TOKEN']}",
+            ],
+            f"http://127.0.0.1:{port}/",
+        )
+
+    action_ports = _replicas("actions", topology.action_instances, ports.actions)
+    rasa_ports = _replicas("rasa", topology.rasa_instances, ports.rasa)
+    action_servers = {name: action_server(name, port) for name, port in action_ports.items()}
+    rasa_servers = {name: rasa_server(name, port) for name, port in rasa_ports.items()}
+    scaled_out: dict[str, ManagedProcess] = {}
+    if topology.scaled:
+        topology.create_databases()
+        balancer_port, consumer_port = free_port(), free_port()
+        listen = [
+            f"{public}={','.join(f'127.0.0.1:{port}' for port in instances.values())}"
+            for public, instances in ((ports.rasa, rasa_ports), (ports.actions, action_ports))
+            if len(instances) > 1
+        ]
+        if listen:
+            scaled_out["balancer"] = process(
+                "balancer",
+                [python, "-m", "credia.balancer", *(f"--listen={item}" for item in listen),
+                 "--health-port", str(balancer_port)],
+                f"http://127.0.0.1:{balancer_port}/health",
+            )
+        scaled_out["metrics-consumer"] = process(
+            "metrics-consumer",
+            [python, "-m", "credia.analytics.consumer", "--port", str(consumer_port)],
+            f"http://127.0.0.1:{consumer_port}/health",
+        )
 
     return {
         "core-banking": process(
@@ -223,24 +299,9 @@ def build_processes(model: Path, var_dir: Path, ports: Ports) -> dict[str, Manag
             [python, "-m", "credia.channels.fake_twilio", "--port", str(twilio_port)],
             f"http://127.0.0.1:{twilio_port}/health",
         )} if twilio_port else {}),
-        "actions": process(
-            "actions",
-            [python, "-m", "rasa_sdk", "--actions", "actions", "--port", str(ports.actions)],
-            f"http://127.0.0.1:{ports.actions}/health",
-        ),
-        "rasa": process(
-            "rasa",
-            [
-                python, "-m", "rasa", "run",
-                "--model", str(model),
-                "--endpoints", str(endpoints),
-                "--credentials", str(root / "credentials.yml"),
-                "--interface", settings.env("RASA_INTERFACE", "127.0.0.1"),
-                "--port", str(ports.rasa),
-                "--enable-api", f"--auth-token={env['RASA_AUTH_TOKEN']}",
-            ],
-            f"http://127.0.0.1:{ports.rasa}/",
-        ),
+        **action_servers,
+        **rasa_servers,
+        **scaled_out,
         "reminders": process(
             "reminders", [python, "-m", "credia.reminders"], f"http://127.0.0.1:{reminders_port}/health"
         ),
@@ -257,12 +318,32 @@ def build_processes(model: Path, var_dir: Path, ports: Ports) -> dict[str, Manag
     }
 
 
+def _replicas(kind: str, count: int, public_port: int) -> dict[str, int]:
+    """Name and port of each server of a kind: one on the public port, or ``count`` instances (``rasa-1``...) on
+    free ports, the balancer taking the public one."""
+    if count == 1:
+        return {kind: public_port}
+    return {f"{kind}-{number}": free_port() for number in range(1, count + 1)}
+
+
 def start_all(processes: dict[str, ManagedProcess]) -> None:
-    """Start every process at once (Rasa is the slow one), then wait for each to be healthy."""
-    for proc in processes.values():
-        proc.start()
-    for name, proc in processes.items():
-        proc.wait_healthy(STARTUP_TIMEOUT[name])
+    """Start every process at once (Rasa is the slow one), then wait for each to be healthy.
+
+    Further instances of a kind (``rasa-2``...) start once the first is healthy, so that only one of them creates
+    the shared tables of an empty database."""
+    first = {name: proc for name, proc in processes.items() if not _later_instance(name)}
+    later = {name: proc for name, proc in processes.items() if _later_instance(name)}
+    for group in (first, later):
+        for proc in group.values():
+            proc.start()
+        for name, proc in group.items():
+            proc.wait_healthy(startup_timeout(name))
+
+
+def _later_instance(name: str) -> bool:
+    """``rasa-2``, ``actions-3``...: the instances after the first of their kind."""
+    suffix = name.rsplit("-", 1)[-1]
+    return suffix.isdigit() and suffix != "1"
 
 
 def stop_all(processes: dict[str, ManagedProcess]) -> None:
@@ -374,13 +455,24 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 
 def _supervise(processes: dict[str, ManagedProcess]) -> int:
-    """Wait until interrupted; if a process dies, report it and return a failure code."""
+    """Wait until interrupted, restarting a process that dies (customers' messages wait in their channel's
+    retries meanwhile); one that keeps dying (``MAX_RESTARTS`` within ``RESTART_WINDOW`` seconds) stops the run."""
+    restarts: dict[str, list[float]] = {name: [] for name in processes}
     while True:
-        dead = [name for name, proc in processes.items() if not proc.is_running()]
-        if dead:
-            print(f"{', '.join(dead)} stopped unexpectedly:\n{processes[dead[0]].log_tail()}", flush=True)
-            return 1
+        for name, proc in processes.items():
+            if proc.is_running():
+                continue
+            now = time.monotonic()
+            recent = [moment for moment in restarts[name] if now - moment < RESTART_WINDOW] + [now]
+            restarts[name] = recent
+            if len(recent) > MAX_RESTARTS:
+                print(f"{name} keeps stopping; giving up:\n{proc.log_tail()}", flush=True)
+                return 1
+            print(f"{name} stopped unexpectedly; restarting it:\n{proc.log_tail(10)}", flush=True)
+            proc.stop()
+            proc.start()
         time.sleep(0.5)
+
 
 
 if __name__ == "__main__":

@@ -98,6 +98,15 @@ class ManagedProcess:
             self._log.close()
             self._log = None
 
+    def kill(self) -> None:
+        """SIGKILL the whole group at once, as a crash would (the fault-injection tests use it)."""
+        if self.process is not None:
+            self._signal_group(signal.SIGKILL)
+            self.process.wait(timeout=10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
     def _signal_group(self, sig: signal.Signals) -> None:
         assert self.process is not None
         try:
