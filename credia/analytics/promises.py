@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Iterable, Optional
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Coroutine, Iterable, Optional, TypeVar
 
 from credia.analytics.sessions import COLLECTIONS
 from credia.backends import BackendError
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from credia.analytics.metrics import Filters
 
 KEPT, BROKEN, PENDING = "kept", "broken", "pending"
+T = TypeVar("T")
 TIMEOUT_SECONDS = 3.0  # a report or a dashboard refresh must not hang on a core banking that does not answer
 
 
@@ -56,9 +58,20 @@ def promise_kept(core_banking_url: Optional[str], filters: "Filters") -> dict[st
         return promise_outcomes([])  # promises belong to collections: none in another journey
     client = CoreBankingClient(core_banking_url, timeout=TIMEOUT_SECONDS, retries=0)
     try:
-        promises = asyncio.run(client.promises(filters.start, filters.end, filters.channel))
+        promises = _run(client.promises(filters.start, filters.end, filters.channel))
     except BackendError as exc:
         return unavailable(str(exc))
     if not isinstance(promises, list):
         return unavailable("core-banking: GET /promises did not answer a list")
     return promise_outcomes(promises)
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run the client's coroutine from synchronous code, also when this thread already runs an event loop (a
+    caller inside an async framework): then in a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Dict, Iterator
@@ -40,6 +41,14 @@ def test_without_core_banking_the_figure_is_unavailable_not_an_error() -> None:
     assert down == {"available": False, "reason": "core-banking: connection failed (ClientConnectorError)"}
     # Promises belong to collections: another journey has none, and core banking is not even asked.
     assert promise_kept(f"http://127.0.0.1:{free_port()}", Filters(journey="credit"))["of"] == 0
+
+
+def test_the_figure_is_read_also_from_inside_a_running_event_loop(core_banking: CoreBankingService) -> None:
+    async def inside_a_loop() -> dict[str, Any]:
+        return promise_kept(core_banking.url, Filters())
+
+    figures = asyncio.run(inside_a_loop())
+    assert figures["available"] and figures["of"] == figures["count"] + figures["broken"] > 0
 
 
 def test_the_markdown_report_says_no_disponible_or_the_rate(tmp_path_factory: pytest.TempPathFactory) -> None:
