@@ -217,10 +217,8 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(BODY_DETAIL.format(limit=limit))
     body = bytearray()
-    while True:
-        chunk = await request.stream.read()
-        if chunk is None:
-            return bytes(body)
+    async for chunk in request.stream:
         body += chunk
         if len(body) > limit:
             raise BodyTooLarge(BODY_DETAIL.format(limit=limit))
+    return bytes(body)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlencode
 
+from sanic import Sanic
+
 
 @dataclass
 class AsgiResponse:
@@ -34,6 +36,10 @@ class AsgiClient:
     _from_app: Optional["asyncio.Queue[Dict[str, Any]]"] = None
 
     def __enter__(self) -> "AsgiClient":
+        if isinstance(self.app, Sanic):
+            # Sanic 21.12 rewrites its HTTP methods at each start; outside test mode the second app of a process
+            # rewrites the rewritten code and fails.
+            Sanic.test_mode = True
         self.loop.run_until_complete(self._start())
         return self
 
