@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Coroutine, Iterable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from credia.analytics.sessions import COLLECTIONS
 from credia.backends import BackendError
@@ -50,7 +51,7 @@ def unavailable(reason: str) -> dict[str, Any]:
     return {"available": False, "reason": reason}
 
 
-def promise_kept(core_banking_url: Optional[str], filters: "Filters") -> dict[str, Any]:
+def promise_kept(core_banking_url: str | None, filters: Filters) -> dict[str, Any]:
     """The promise-kept figures for the report's filters, or why they are unavailable."""
     if not core_banking_url:
         return unavailable("no core-banking URL configured")

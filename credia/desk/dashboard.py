@@ -12,9 +12,10 @@ sections whose figures changed.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from html import escape
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from credia.analytics.metrics import Filters, build_report
@@ -72,7 +73,7 @@ def parse_filters(params: Mapping[str, str]) -> Filters:
     return Filters(start=start, end=end, channel=channel, journey=journey)
 
 
-def _day(value: str, label: str) -> Optional[date]:
+def _day(value: str, label: str) -> date | None:
     if not value:
         return None
     try:
@@ -83,7 +84,7 @@ def _day(value: str, label: str) -> Optional[date]:
 
 
 def render(
-    page: Page, viewer: Viewer, params: Mapping[str, str], tracker_url: str, core_banking_url: Optional[str]
+    page: Page, viewer: Viewer, params: Mapping[str, str], tracker_url: str, core_banking_url: str | None
 ) -> tuple[int, str]:
     """The page and its status: 200 with the figures, 400 for a filter that cannot be used, 503 when the
     tracker store cannot be read (the page then says why, instead of failing)."""
@@ -139,7 +140,7 @@ def _filter_form(params: Mapping[str, str]) -> str:
 # --- figures -------------------------------------------------------------------------------------------------
 
 
-def metric(path: str, value: Any, text: Optional[str] = None, tag: str = "span") -> str:
+def metric(path: str, value: Any, text: str | None = None, tag: str = "span") -> str:
     """One figure: shown as ``text``, with its path in the report and its raw value for machines."""
     raw = value if isinstance(value, str) else json.dumps(value)
     shown = escape(text if text is not None else _number(value))
@@ -150,7 +151,7 @@ def _number(value: Any) -> str:
     return "—" if value is None else str(value)
 
 
-def percent(rate: Optional[float]) -> str:
+def percent(rate: float | None) -> str:
     """``0.125`` → ``12,5 %`` (Spanish decimal comma); ``—`` when there is nothing to divide by."""
     return "—" if rate is None else f"{rate * 100:.1f} %".replace(".", ",")
 
@@ -259,7 +260,8 @@ def _journeys(journeys: dict[str, Any]) -> str:
         bars.append((label, rate or 0.0, percent(rate)))
         path = f"journeys.{code}"
         rows.append([
-            escape(label), metric(f"{path}.started", figures["started"]), metric(f"{path}.completed", figures["completed"]),
+            escape(label), metric(f"{path}.started", figures["started"]),
+            metric(f"{path}.completed", figures["completed"]),
             metric(f"{path}.completion_rate", rate, percent(rate)),
             metric(f"{path}.completion_seconds.median", times["median"], duration(times["median"])),
             metric(f"{path}.completion_seconds.p90", times["p90"], duration(times["p90"])),
@@ -279,7 +281,8 @@ def _forms(page: Page, forms: dict[str, Any]) -> str:
     for form, funnel in forms.items():
         label = FORM_LABELS.get(form, form)
         names = page.policy.captured_values
-        bars = [(names.get(step["field"], step["field"]), step["asked"], str(step["asked"])) for step in funnel["fields"]]
+        steps = funnel["fields"]
+        bars = [(names.get(step["field"], step["field"]), step["asked"], str(step["asked"])) for step in steps]
         rows = [
             [
                 metric(f"forms.{form}.fields.{index}.field", step["field"], names.get(step["field"], step["field"])),
@@ -289,7 +292,8 @@ def _forms(page: Page, forms: dict[str, Any]) -> str:
             for index, step in enumerate(funnel["fields"])
         ]
         parts.append(
-            f"<h3>{escape(label)}</h3><p>Sesiones en que se preguntó: {metric(f'forms.{form}.sessions', funnel['sessions'])}"
+            f"<h3>{escape(label)}</h3>"
+            f"<p>Sesiones en que se preguntó: {metric(f'forms.{form}.sessions', funnel['sessions'])}"
             f"; abandonadas en él: {metric(f'forms.{form}.abandoned', funnel['abandoned'])}.</p>"
             + bar_chart(f"chart-form-{form}", f"{label}: sesiones a las que se preguntó cada dato", bars)
             + _table(f"{label}: embudo por dato", ["Dato", "Sesiones preguntadas", "Abandonaron aquí"], rows)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest

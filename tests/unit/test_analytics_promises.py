@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Dict, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -54,7 +55,8 @@ def test_the_figure_is_read_also_from_inside_a_running_event_loop(core_banking: 
 def test_the_markdown_report_says_no_disponible_or_the_rate(tmp_path_factory: pytest.TempPathFactory) -> None:
     url = store(tmp_path_factory.mktemp("tracker") / "rasa_tracker.db", sample_conversations())
     report = build_report(url, core_banking_url=f"http://127.0.0.1:{free_port()}")
-    assert "| promise-kept rate | no disponible | core banking: core-banking: connection failed" in render_markdown(report)
+    unavailable = "| promise-kept rate | no disponible | core banking: core-banking: connection failed"
+    assert unavailable in render_markdown(report)
     report["collections"]["promise_kept"] = promise_outcomes([{"status": s} for s in ("kept", "broken", "pending")])
     assert "| promise-kept rate | 50.0 % | 1 of 2 promises due (1 pending) |" in render_markdown(report)
 
@@ -65,10 +67,10 @@ def service(core_banking: CoreBankingService) -> CoreBankingService:
 
 
 @pytest.fixture(scope="module")
-def overdue_loans(service: CoreBankingService) -> Iterator[Dict[str, Any]]:
+def overdue_loans(service: CoreBankingService) -> Iterator[dict[str, Any]]:
     """Overdue loans of generated customers with nothing pending, each handed to one promise."""
 
-    def loans() -> Iterator[Dict[str, Any]]:
+    def loans() -> Iterator[dict[str, Any]]:
         for customer in service.get("/customers", limit=500).json():
             if customer["id"] <= 8:
                 continue
@@ -82,7 +84,7 @@ def overdue_loans(service: CoreBankingService) -> Iterator[Dict[str, Any]]:
     return loans()
 
 
-def promise_on(service: CoreBankingService, loan: Dict[str, Any]) -> Dict[str, Any]:
+def promise_on(service: CoreBankingService, loan: dict[str, Any]) -> dict[str, Any]:
     terms = loan["terms"]
     made = service.post(f"/loans/{loan['id']}/promises", {
         "amount": terms["min_amount"], "promised_date": terms["latest_date"], "channel": CHANNEL,
@@ -92,7 +94,7 @@ def promise_on(service: CoreBankingService, loan: Dict[str, Any]) -> Dict[str, A
 
 
 def test_core_banking_settles_and_lists_the_promises_of_a_period(
-    service: CoreBankingService, overdue_loans: Iterator[Dict[str, Any]]
+    service: CoreBankingService, overdue_loans: Iterator[dict[str, Any]]
 ) -> None:
     seeded = service.get("/promises").json()
     assert {promise["status"] for promise in seeded} >= {"kept", "broken"}  # the seed's history

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from datetime import date
 from html import unescape
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -48,15 +49,15 @@ def desk(
     service.stop()
 
 
-def figures(html: str) -> Dict[str, str]:
-    found: Dict[str, str] = {}
+def figures(html: str) -> dict[str, str]:
+    found: dict[str, str] = {}
     for path, value in FIGURE.findall(html):
         assert path not in found, f"{path} twice on the page"
         found[unescape(path)] = unescape(value)
     return found
 
 
-def leaves(value: Any, path: str = "") -> Dict[str, Any]:
+def leaves(value: Any, path: str = "") -> dict[str, Any]:
     """The report's figures by dotted path (list items by index), as the page names them."""
     if isinstance(value, dict):
         items = value.items()
@@ -64,14 +65,17 @@ def leaves(value: Any, path: str = "") -> Dict[str, Any]:
         items = enumerate(value)
     else:
         return {path: value}
-    return {key: leaf for name, item in items for key, leaf in leaves(item, f"{path}.{name}" if path else str(name)).items()}
+    found: dict[str, Any] = {}
+    for name, item in items:
+        found.update(leaves(item, f"{path}.{name}" if path else str(name)))
+    return found
 
 
 def raw(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def assert_page_shows(html: str, report: Dict[str, Any]) -> None:
+def assert_page_shows(html: str, report: dict[str, Any]) -> None:
     expected = {path: raw(value) for path, value in leaves(report).items() if not path.startswith("filters.")}
     assert figures(html) == expected
 
