@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterator
 
 import aio_pika
@@ -22,11 +23,13 @@ import requests
 import yaml
 
 from credia.analytics.metrics import build_report
+from credia.channels.whatsapp import signature_of
 from credia.launcher import build_processes, start_all, stop_all
 from credia.processes import ManagedProcess
 from credia.scaleout import DEFAULT_POSTGRES_URL, DEFAULT_RABBITMQ_URL, DEFAULT_REDIS_URL, Topology
 from credia.settings import PROJECT_ROOT
 from tests.e2e.conftest import free_ports
+from tests.e2e.test_whatsapp_journey import WhatsAppCustomer, body_of
 
 pytestmark = pytest.mark.e2e
 
@@ -182,6 +185,24 @@ def test_the_lock_store_serialises_one_conversation_across_servers(cluster: Clus
     assert by_message["muchas gracias"] == second and set(second) & variants("utter_youre_welcome")
 
 
+def test_a_whatsapp_message_delivered_to_both_servers_is_answered_once(cluster: Cluster) -> None:
+    """Meta retries a delivery; behind a balancer the copies can reach different servers at the same time."""
+    servers = [cluster.url("rasa-1"), cluster.url("rasa-2")]
+    customer = WhatsAppCustomer(SimpleNamespace(processes={"rasa": cluster.processes["rasa-1"]}, rasa_url=servers[0]))
+    body = customer.notification("text", {"body": "buenos dias"})
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": signature_of(customer.secret, body)}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = list(pool.map(
+            lambda server: requests.post(f"{server}/webhooks/whatsapp/webhook", data=body, headers=headers,
+                                         timeout=30).status_code,
+            servers * 2,
+        ))
+    assert statuses == [200] * 4
+    customer.wait_for(lambda message: "Credia" in body_of(message), after=0)
+    time.sleep(3)  # time enough for a duplicate answer to arrive, had a copy been processed twice
+    assert len([message for message in customer.received() if "Credia" in body_of(message)]) == 1
+
+
 def test_the_balancer_shares_the_load_and_the_metrics_store_gets_every_event(cluster: Cluster) -> None:
     for number in range(6):
         assert reply_matches(
@@ -275,6 +296,7 @@ def test_restarting_processes_mid_journey_duplicates_no_plan_and_no_link(cluster
     payments.start()
     payments.wait_healthy(60)
     say("sí, confirmo")  # a confirmation repeated after the restarts stores nothing more
+    first = say("mándeme el link de pago")
     cluster.processes["actions-1"].kill()
     again = say("mándeme el link de pago otra vez")
     cluster.processes["actions-1"].start()
@@ -283,7 +305,12 @@ def test_restarting_processes_mid_journey_duplicates_no_plan_and_no_link(cluster
     [loan] = cluster.core(f"/customers/{customer['id']}/loans")
     plans = [plan for plan in cluster.core(f"/loans/{loan['id']}/payment-plans") if plan["status"] == "active"]
     assert len(plans) == 1
-    assert LINK.search(accepted) and LINK.search(again)
-    assert LINK.search(accepted).group(1) == LINK.search(again).group(1)
+    assert LINK.search(accepted) and LINK.search(first) and LINK.search(again)
+    assert LINK.search(first).group(1) == LINK.search(again).group(1)
+    payments_url = cluster.processes["payments"].health_url.rsplit("/", 1)[0]
+    pending = requests.get(f"{payments_url}/links", params={"customer_id": customer["id"], "status": "pending"},
+                           timeout=10).json()
+    amounts = [link["amount"] for link in pending if link["loan_id"] == str(loan["id"])]
+    assert amounts and len(amounts) == len(set(amounts)), pending  # never two pending links for one amount
     cluster.processes["rasa-1"].wait_healthy(300)
     cluster.processes["actions-1"].wait_healthy(90)
