@@ -188,8 +188,9 @@ def reminders_rasa_url() -> str:
 
 # WhatsApp ingress gateway (credia/channels/whatsapp_gateway.py): Meta calls it, it relays to Rasa's connector.
 def whatsapp_gateway_database_url() -> str:
-    """Its inbox of raw deliveries; by default the channels database, so several gateways can share it."""
-    return env("WHATSAPP_GATEWAY_DATABASE_URL", channels_database_url())
+    """Its inbox of raw deliveries: the channels database when one is configured (several gateways share it), else
+    a SQLite file of its own, so that acknowledging never waits for the connector's writes to the same file."""
+    return env("WHATSAPP_GATEWAY_DATABASE_URL", env("CHANNELS_DATABASE_URL", sqlite_url("whatsapp_gateway.db")))
 
 
 def whatsapp_relay_url() -> str:
