@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import declarative_base
 
 from credia import settings
-from credia.channels.guard import guard
+from credia.channels.guard import BodyTooLarge, guard, read_body
 from credia.channels.meta_webhook import (  # noqa: F401 (signature_of: the connector's API)
     MAX_BODY_BYTES, SIGNATURE_HEADER, handshake_challenge, signature_of, signature_problem,
 )
@@ -875,8 +875,9 @@ class WhatsAppInput(InputChannel):
 
         @webhook.route("/webhook", methods=["POST"], stream=True)
         async def receive(request: Request) -> HTTPResponse:
-            body = await read_body(request, MAX_BODY_BYTES)
-            if body is None:
+            try:
+                body = await read_body(request, MAX_BODY_BYTES)
+            except BodyTooLarge:
                 return response.json({"detail": "body too large"}, status=413)
             problem = signature_problem(self.config.app_secret, body, request.headers.get(SIGNATURE_HEADER))
             if problem is not None:
@@ -969,20 +970,3 @@ class WhatsAppInput(InputChannel):
         if payload is None:
             return message.text, message.metadata
         return payload, {**message.metadata, "reply_title": message.text}
-
-
-async def read_body(request: Request, limit: int) -> Optional[bytes]:
-    """The raw body, or ``None`` as soon as it exceeds ``limit`` (a declared length is checked first)."""
-    declared = request.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: List[bytes] = []
-    size = 0
-    while True:
-        chunk = await request.stream.read()
-        if chunk is None:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
