@@ -23,7 +23,7 @@ from tests.unit.fuzz_support import ANY_JSON, ODD_TEXT
 
 FUZZ = settings(max_examples=100, derandomize=True, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))
-SECRET = "fuzz-secret-for-webhooks"
+SECRET = "test-secret-for-the-webhooks"
 TEXT = st.one_of(st.text(max_size=60), ODD_TEXT)
 
 
