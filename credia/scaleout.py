@@ -103,7 +103,8 @@ class Topology:
         rabbitmq = urlsplit(self.rabbitmq_url)
         return {
             **config,
-            "tracker_store": {"type": "SQL", "dialect": "postgresql", "url": self.database_url("tracker")},
+            "tracker_store": {"type": "credia.tracker_store.SQLTrackerStore", "dialect": "postgresql",
+                              "url": self.database_url("tracker")},
             "lock_store": {
                 "type": "redis",
                 "url": redis.hostname or "127.0.0.1",

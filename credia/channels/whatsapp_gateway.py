@@ -32,7 +32,7 @@ import aiohttp
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy import Column, Index, Integer, LargeBinary, String, event, func, select, text, update
+from sqlalchemy import Column, Index, Integer, LargeBinary, String, func, select, text, update
 from sqlalchemy import Text as SQLText
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import declarative_base
@@ -147,15 +147,12 @@ class Outcome:
 class Inbox:
     """The inbox table (SQLite by default, PostgreSQL by URL); blocking calls, run off the event loop.
 
-    On SQLite it commits with ``synchronous=NORMAL`` (the log is in WAL mode): a stored delivery survives a crash
-    or restart of any process, and only a power cut in the last instant could lose one; in exchange Meta does not
-    wait for a disk flush (about 20 ms here) on every acknowledgement. PostgreSQL commits stay fully durable.
+    On SQLite, ``credia.db`` commits without waiting for a disk flush (WAL, ``synchronous=NORMAL``): a stored
+    delivery survives a crash or restart of any process, and Meta does not wait ~20 ms per acknowledgement.
     """
 
     def __init__(self, database_url: str) -> None:
         self.engine = make_engine(database_url)
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _flush_with_checkpoints)
         Base.metadata.create_all(self.engine)
         self.sessions = make_session_factory(self.engine)
 
@@ -215,12 +212,6 @@ class Inbox:
     def ping(self) -> None:
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-
-
-def _flush_with_checkpoints(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
 
 
 # ------------------------------------------------------------------------------------------------------ relay

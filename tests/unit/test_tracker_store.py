@@ -1,0 +1,69 @@
+"""The project's SQL tracker store: stores and publishes each event once, without reading the conversation back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rasa.core.brokers.broker import EventBroker
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, UserUttered
+from rasa.shared.core.trackers import DialogueStateTracker
+from sqlalchemy import text
+
+from credia.tracker_store import SQLTrackerStore
+
+
+class RecordingBroker(EventBroker):
+    def __init__(self) -> None:
+        self.published: list[dict[str, Any]] = []
+
+    def publish(self, event: dict[str, Any]) -> None:
+        self.published.append(event)
+
+
+def store_at(path: Path, broker: EventBroker) -> SQLTrackerStore:
+    return SQLTrackerStore(domain=Domain.empty(), dialect="sqlite", db=str(path), event_broker=broker)
+
+
+async def test_each_new_event_is_stored_and_published_once_without_a_read_back(tmp_path: Path, monkeypatch) -> None:
+    broker = RecordingBroker()
+    store = store_at(tmp_path / "tracker.db", broker)
+    tracker = DialogueStateTracker.from_events("cliente-1", [
+        ActionExecuted("action_session_start"), SessionStarted(), ActionExecuted("action_listen"),
+        UserUttered("hola", {"name": "greet", "confidence": 0.98}),
+    ])
+    reads: list[str] = []
+    retrieve = store.retrieve
+
+    async def counted_retrieve(sender_id: str) -> DialogueStateTracker | None:
+        reads.append(sender_id)
+        return await retrieve(sender_id)
+
+    monkeypatch.setattr(store, "retrieve", counted_retrieve)
+    await store.save(tracker)
+    tracker = await store.retrieve("cliente-1")  # as Rasa does for the next message
+    tracker.update(BotUttered("¡Hola!"))
+    tracker.update(ActionExecuted("action_listen"))
+    await store.save(tracker)
+    await store.save(tracker)  # nothing new: nothing stored, nothing published
+
+    assert reads == ["cliente-1"]  # only the read above: saving reads nothing back
+    assert [event["event"] for event in broker.published] == [
+        "action", "session_started", "action", "user", "bot", "action"
+    ]
+    assert all(event["sender_id"] == "cliente-1" for event in broker.published)
+    stored = await store.retrieve_full_tracker("cliente-1")
+    assert [event.as_dict() for event in stored.events] == [
+        {key: value for key, value in event.items() if key != "sender_id"} for event in broker.published
+    ]
+    with store.engine.connect() as connection:
+        intents = connection.execute(text("SELECT intent_name FROM events WHERE type_name = 'user'")).scalars().all()
+        assert intents == ["greet"]
+
+
+def test_sqlite_commits_do_not_wait_for_a_disk_flush(tmp_path: Path) -> None:
+    store = store_at(tmp_path / "tracker.db", RecordingBroker())
+    with store.engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL
