@@ -7,9 +7,9 @@ other customer:
   conversation back from the database to work out which events are new (``stream_events``), one extra read and
   deserialisation per message whenever an event broker is configured (ours always is: the handoff forwarder).
   Events are published after they are committed, so a consumer never sees an event the store lost.
-- On SQLite (the embedded default) every connection runs in WAL mode with ``synchronous=NORMAL``: a commit no
-  longer waits for the disk to flush (about 20 ms here); a crash of any process loses nothing, only a power cut
-  at that instant could lose the last commits. PostgreSQL is left as configured.
+- On SQLite (the embedded default) the engine is ``credia.db``'s: pooled connections, WAL and
+  ``synchronous=NORMAL`` (a commit does not wait ~20 ms for the disk; a crash of any process loses nothing, only
+  a power cut at that instant could lose the last commits). PostgreSQL is left as Rasa configures it.
 
 In endpoints.yml: ``tracker_store: {type: credia.tracker_store.SQLTrackerStore, dialect: ..., db: ...}``.
 """
@@ -21,16 +21,23 @@ from typing import Any
 
 from rasa.core.tracker_store import SQLTrackerStore as RasaSQLTrackerStore
 from rasa.shared.core.trackers import DialogueStateTracker
-from sqlalchemy import event
+from sqlalchemy.orm import sessionmaker
 
-from credia.db import sqlite_pragmas
+from credia.db import make_engine
+from credia.rasa_patches import install as install_rasa_patches
+
+# Rasa imports this module when it reads endpoints.yml, so the patches are in place in every Rasa server.
+install_rasa_patches()
 
 
 class SQLTrackerStore(RasaSQLTrackerStore):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", sqlite_pragmas)
+            url = self.engine.url.render_as_string(hide_password=False)
+            self.engine.dispose()
+            self.engine = make_engine(url, future=False)
+            self.sessionmaker = sessionmaker(bind=self.engine)
 
     async def save(self, tracker: DialogueStateTracker) -> None:
         """Store the events not stored yet, then publish them (Rasa's ``save`` without the read-back)."""
