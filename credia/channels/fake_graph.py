@@ -322,9 +322,10 @@ def create_app(access_token: Optional[str] = None, phone_number_id: Optional[str
     async def messages(
         to: Optional[str] = Query(None, description="Only messages to this recipient."),
         status: Optional[str] = Query(None, description="accepted or rejected"),
+        after: int = Query(0, ge=0, description="Skip the first N send requests recorded (incremental polling)."),
     ) -> List[Dict[str, Any]]:
         """Every send request, oldest first (newest last)."""
-        return [message for message in state.messages
+        return [message for message in state.messages[after:]
                 if to in (None, message["to"]) and status in (None, message["status"])]
 
     @app.delete("/_test/messages")

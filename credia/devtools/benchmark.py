@@ -343,21 +343,21 @@ class GraphWatcher:
     def __init__(self, graph_url: str) -> None:
         self.url = f"{graph_url}/_test/messages"
         self.by_recipient: Dict[str, List[float]] = {}
+        self.seen = 0  # send requests read so far: each poll asks only for the newer ones
         self.stopping = False
 
     async def run(self, http: aiohttp.ClientSession) -> None:
         while not self.stopping:
             try:
-                async with http.get(self.url, params={"status": "accepted"}) as reply:
+                async with http.get(self.url, params={"after": str(self.seen)}) as reply:
                     sent = await reply.json()
             except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
                 sent = None
-            if sent is not None:
-                found: Dict[str, List[float]] = {}
-                for message in sent:
-                    found.setdefault(message["to"], []).append(datetime.fromisoformat(message["received_at"])
-                                                               .timestamp())
-                self.by_recipient = found
+            for message in sent or []:
+                if message["status"] == "accepted":
+                    self.by_recipient.setdefault(message["to"], []).append(
+                        datetime.fromisoformat(message["received_at"]).timestamp())
+            self.seen += len(sent or [])
             await asyncio.sleep(GRAPH_POLL_SECONDS)
 
     def sent_to(self, wa_id: str) -> List[float]:

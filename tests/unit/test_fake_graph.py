@@ -148,6 +148,8 @@ def test_messages_are_listed_newest_last_and_cleared(graph: FakeGraph) -> None:
     graph.send(text("a otra persona", to="51900000001"))
     assert [m["message"]["text"]["body"] for m in graph.messages(to=CUSTOMER)] == [f"mensaje {n}" for n in range(3)]
     assert len(graph.messages()) == 4
+    newer = requests.get(f"{graph.url}/_test/messages", params={"after": 2}, timeout=5).json()
+    assert [m["to"] for m in newer] == [CUSTOMER, "51900000001"]  # incremental polling skips what was read
     requests.delete(f"{graph.url}/_test/messages", timeout=5).raise_for_status()
     assert graph.messages() == []
 

@@ -67,3 +67,26 @@ def test_sqlite_commits_do_not_wait_for_a_disk_flush(tmp_path: Path) -> None:
     with store.engine.connect() as connection:
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert connection.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL
+
+
+async def test_a_retrieved_tracker_is_saved_without_counting_the_stored_events(tmp_path: Path, monkeypatch) -> None:
+    broker = RecordingBroker()
+    store = store_at(tmp_path / "tracker.db", broker)
+    await store.save(DialogueStateTracker.from_events("cliente-2", [
+        ActionExecuted("action_session_start"), SessionStarted(), ActionExecuted("action_listen"),
+    ]))
+    tracker = await store.retrieve("cliente-2")
+
+    def no_count(*_args: Any) -> None:
+        raise AssertionError("the stored events were counted again")
+
+    monkeypatch.setattr(store, "_additional_events", no_count)
+    tracker.update(UserUttered("cuánto debo", {"name": "ask_debt", "confidence": 0.9}))
+    await store.save(tracker)
+    tracker.update(BotUttered("Para eso necesito verificar su identidad."))
+    await store.save(tracker)
+    monkeypatch.undo()
+
+    stored = await store.retrieve_full_tracker("cliente-2")
+    assert [event.type_name for event in stored.events] == ["action", "session_started", "action", "user", "bot"]
+    assert [event["event"] for event in broker.published] == ["action", "session_started", "action", "user", "bot"]
