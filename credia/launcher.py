@@ -37,6 +37,7 @@ STARTUP_TIMEOUT["balancer"] = 30
 STARTUP_TIMEOUT["metrics-consumer"] = 30
 
 
+RASA_NICENESS = 5
 MAX_RESTARTS = 5
 RESTART_WINDOW = 120.0
 
@@ -231,8 +232,8 @@ def build_processes(
     endpoints = write_endpoints(var_dir, ports, topology)
     root = settings.PROJECT_ROOT
 
-    def process(name: str, command: list[str], health_url: str) -> ManagedProcess:
-        return ManagedProcess(name, command, health_url, env, logs / f"{name}.log", root)
+    def process(name: str, command: list[str], health_url: str, niceness: int = 0) -> ManagedProcess:
+        return ManagedProcess(name, command, health_url, env, logs / f"{name}.log", root, niceness=niceness)
 
     def action_server(name: str, port: int) -> ManagedProcess:
         return process(
@@ -242,6 +243,8 @@ def build_processes(
         )
 
     def rasa_server(name: str, port: int) -> ManagedProcess:
+        # NLU and the policies keep a core busy under load; the processes that must answer at once (the WhatsApp
+        # gateway's acknowledgement to Meta, the desk, the services the actions call) go first.
         return process(
             name,
             [
@@ -254,6 +257,7 @@ def build_processes(
                 "--enable-api", f"--auth-token={env['RASA_AUTH_TOKEN']}",
             ],
             f"http://127.0.0.1:{port}/",
+            niceness=RASA_NICENESS,
         )
 
     action_ports = _replicas("actions", topology.action_instances, ports.actions)

@@ -49,6 +49,7 @@ class ManagedProcess:
     env: Mapping[str, str] = field(default_factory=dict)
     log_path: Path | None = None
     cwd: Path | None = None
+    niceness: int = 0  # added to the child's nice value: above 0, it yields the CPU to the others
     process: subprocess.Popen | None = None
     _log: IO[bytes] | None = None
 
@@ -65,6 +66,7 @@ class ManagedProcess:
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=(lambda: os.nice(self.niceness)) if self.niceness else None,
         )
 
     def is_running(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from pathlib import Path
@@ -45,3 +46,16 @@ def test_a_process_that_keeps_dying_stops_the_run(tmp_path: Path) -> None:
         assert (tmp_path / "crashing.log").read_text().count("started") == launcher.MAX_RESTARTS + 1
     finally:
         crashing.stop()
+
+
+def test_rasa_yields_the_cpu_to_the_processes_that_must_answer_at_once(tmp_path: Path) -> None:
+    processes = launcher.build_processes(tmp_path / "model.tar.gz", tmp_path / "var", launcher.Ports())
+    assert processes["rasa"].niceness == launcher.RASA_NICENESS > 0
+    assert all(proc.niceness == 0 for name, proc in processes.items() if name != "rasa")
+
+    child = ManagedProcess("nice", [sys.executable, "-c", "import os; print(os.nice(0), flush=True)"],
+                           "http://127.0.0.1:9/", log_path=tmp_path / "nice.log", niceness=3)
+    child.start()
+    child.process.wait(timeout=10)
+    child.stop()
+    assert int((tmp_path / "nice.log").read_text()) == os.nice(0) + 3
