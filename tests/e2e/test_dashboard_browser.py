@@ -18,24 +18,19 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Page, Playwright, expect
 
 from credia.analytics.metrics import Filters, build_report
 from credia.desk.dashboard import REFRESH_SECONDS
 from credia.identity import country_profile
 from credia.settings import PROJECT_ROOT
+from tests.e2e.browser import open_chromium, playwright_driver
 from tests.e2e.conftest import Assistant
 from tests.e2e.test_analytics_simulator import python_module
 from tests.unit.test_dashboard import leaves, raw
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Headless comes from Playwright (headless=True); the rest keep Chromium off the closed network.
-CHROMIUM_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]
 SCREENSHOT = PROJECT_ROOT / "results" / "screenshots" / "dashboard.png"
 CONVERSATIONS = 6
 READ_FIGURES = "() => Object.fromEntries([...document.querySelectorAll('[data-metric]')].map(" \
@@ -46,19 +41,13 @@ expect.set_options(timeout=30_000)
 
 @pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
-    if not CHROMIUM.exists():
-        pytest.fail("Debian's Chromium is needed at /usr/bin/chromium: apt-get install -y chromium")
-    with sync_playwright() as driver:
+    with playwright_driver() as driver:
         yield driver
 
 
 @pytest.fixture
 def browser(playwright: Playwright, tmp_path: Path) -> Iterator[BrowserContext]:
-    context = playwright.chromium.launch_persistent_context(
-        str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS,
-        locale="es-PE", viewport={"width": 1280, "height": 900},
-    )
-    context.set_default_timeout(30_000)
+    context = open_chromium(playwright, tmp_path / "profile")
     yield context
     context.close()
 

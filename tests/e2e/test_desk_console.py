@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from playwright.sync_api import Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from credia.settings import PROJECT_ROOT
+from tests.e2e.browser import open_chromium, playwright_driver
 from tests.unit.fake_receiver import FakeReceiver
 from tests.unit.test_desk_api import (
     AGENT_PASSWORD,
@@ -30,12 +31,6 @@ from tests.unit.test_desk_api import (
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Headless comes from Playwright (headless=True); the rest keep Chromium off the closed network.
-CHROMIUM_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]
 SCREENSHOT = PROJECT_ROOT / "results" / "screenshots" / "desk.png"
 CONVERSATION = "whatsapp:+51987654321"
 
@@ -59,22 +54,12 @@ def desk(tmp_path_factory: pytest.TempPathFactory, fake_rasa: FakeReceiver) -> I
 
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[Page]:
-    if not CHROMIUM.exists():
-        pytest.fail("Debian's Chromium is needed at /usr/bin/chromium: apt-get install -y chromium")
-    with sync_playwright() as driver:
-        yield from _browser_page(driver, tmp_path)
-
-
-def _browser_page(driver: Playwright, tmp_path: Path) -> Iterator[Page]:
-    context = driver.chromium.launch_persistent_context(
-        str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS,
-        locale="es-PE", viewport={"width": 1280, "height": 900},
-    )
-    context.set_default_timeout(15_000)
-    try:
-        yield context.pages[0] if context.pages else context.new_page()
-    finally:
-        context.close()
+    with playwright_driver() as driver:
+        context = open_chromium(driver, tmp_path / "profile", timeout_ms=15_000)
+        try:
+            yield context.pages[0] if context.pages else context.new_page()
+        finally:
+            context.close()
 
 
 def test_an_agent_takes_a_handoff_answers_and_hands_it_back(

@@ -20,20 +20,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Page, Playwright, expect
 
 from credia.channels.links import sign_conversation_link, webchat_url
 from credia.settings import PROJECT_ROOT
+from tests.e2e.browser import open_chromium, playwright_driver
 from tests.e2e.conftest import Assistant
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Headless comes from Playwright (headless=True); the rest keep Chromium off the closed network.
-CHROMIUM_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]
 SCREENSHOT = PROJECT_ROOT / "results" / "screenshots" / "webchat.png"
 EMBED_SCREENSHOT = SCREENSHOT.with_name("webchat-embed.png")
 SESSION_KEY = "credia.webchat.session"
@@ -43,9 +38,7 @@ expect.set_options(timeout=30_000)  # the first replies of a fresh Rasa server t
 
 @pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
-    if not CHROMIUM.exists():
-        pytest.fail("Debian's Chromium is needed at /usr/bin/chromium: apt-get install -y chromium")
-    with sync_playwright() as driver:
+    with playwright_driver() as driver:
         yield driver
 
 
@@ -55,15 +48,7 @@ def new_browser(playwright: Playwright, tmp_path: Path) -> Iterator[Callable[[],
     contexts: list[BrowserContext] = []
 
     def open_browser() -> BrowserContext:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / f"profile-{len(contexts)}"),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            locale="es-PE",
-            viewport={"width": 1100, "height": 800},
-        )
-        context.set_default_timeout(30_000)
+        context = open_chromium(playwright, tmp_path / f"profile-{len(contexts)}", width=1100, height=800)
         contexts.append(context)
         return context
 
