@@ -27,6 +27,7 @@ from rasa.shared.core.events import Event
 from rasa.shared.core.trackers import DialogueStateTracker
 from sqlalchemy.orm import Session, sessionmaker
 
+from credia.analytics.sessions import EVENT_ID
 from credia.db import make_engine
 from credia.rasa_patches import install as install_rasa_patches
 
@@ -55,26 +56,30 @@ class SQLTrackerStore(RasaSQLTrackerStore):
         return tracker
 
     async def save(self, tracker: DialogueStateTracker) -> None:
-        """Store the events not stored yet, then publish them (Rasa's ``save`` without the read-back)."""
+        """Store the events not stored yet, then publish them (Rasa's ``save`` without the read-back), each with
+        its row id in the store under ``EVENT_ID``: consumers that receive events out of order (several Rasa
+        servers publish through RabbitMQ) can put them back in the store's order."""
+        published = []
         with self.session_scope() as session:
-            events = self._new_events(session, tracker)
-            for new in events:
+            for new in self._new_events(session, tracker):
                 data = new.as_dict()
-                session.add(
-                    self.SQLEvent(
-                        sender_id=tracker.sender_id,
-                        type_name=new.type_name,
-                        timestamp=data.get("timestamp"),
-                        intent_name=data.get("parse_data", {}).get("intent", {}).get("name"),
-                        action_name=data.get("name"),
-                        data=json.dumps(data),
-                    )
+                row = self.SQLEvent(
+                    sender_id=tracker.sender_id,
+                    type_name=new.type_name,
+                    timestamp=data.get("timestamp"),
+                    intent_name=data.get("parse_data", {}).get("intent", {}).get("name"),
+                    action_name=data.get("name"),
+                    data=json.dumps(data),
                 )
+                session.add(row)
+                published.append((row, data))
+            session.flush()
+            published = [(row.id, data) for row, data in published]
             session.commit()
         setattr(tracker, STORED_EVENTS, len(tracker.events))
         if self.event_broker is not None:
-            for new in events:
-                self.event_broker.publish({"sender_id": tracker.sender_id, **new.as_dict()})
+            for event_id, data in published:
+                self.event_broker.publish({"sender_id": tracker.sender_id, **data, EVENT_ID: event_id})
 
     def _new_events(self, session: Session, tracker: DialogueStateTracker) -> list[Event]:
         """The events after those the tracker was retrieved or last saved with; for a tracker this store did not

@@ -4,7 +4,9 @@ Every Rasa server publishes every conversation event to RabbitMQ (``credia.broke
 writes them into an ``events`` table shaped like Rasa's own tracker table, in a database of its own, so the
 reports and the supervisors' dashboard (``credia.analytics``) read the metrics without loading the tracker store
 that serves the conversations. A message is acknowledged only after its row is committed, and each event has a
-key (a hash of the conversation and the event), so a redelivery after a crash is stored once.
+key (a hash of the conversation and the event), so a redelivery after a crash is stored once. Rows keep the id
+the event has in the tracker store (``credia.analytics.sessions.EVENT_ID``), so they read back in the order the
+conversation happened even when RabbitMQ delivers two servers' events out of order.
 
     python -m credia.analytics.consumer --amqp-url amqp://guest:guest@127.0.0.1:5672/ --queue credia_events \
         --db postgresql://postgres@127.0.0.1:5432/credia_analytics
@@ -27,7 +29,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
 from credia import settings
-from credia.analytics.sessions import EVENTS
+from credia.analytics.sessions import EVENT_ID, EVENTS
 from credia.db import make_engine
 
 logger = logging.getLogger(__name__)
@@ -49,10 +51,14 @@ def row_of(event: dict[str, Any]) -> Optional[dict[str, Any]]:
     kind = event.get("event")
     if not sender_id or not kind:
         return None
-    data = {key: value for key, value in event.items() if key != "sender_id"}
+    data = {key: value for key, value in event.items() if key not in ("sender_id", EVENT_ID)}
     serialized = json.dumps(data, sort_keys=True)
     parse_data = data.get("parse_data") or {}
+    # The tracker store's row id, so the rows read back in the store's order whatever order RabbitMQ delivered
+    # them in (two Rasa servers publish one conversation's turns one after the other).
+    ordering = {"id": event[EVENT_ID]} if isinstance(event.get(EVENT_ID), int) else {}
     return {
+        **ordering,
         "sender_id": str(sender_id),
         "type_name": str(kind),
         "timestamp": data.get("timestamp"),
@@ -70,10 +76,10 @@ class EventStore:
         self._insert = postgresql_insert if engine.dialect.name == "postgresql" else sqlite_insert
 
     def add(self, rows: list[dict[str, Any]]) -> None:
-        """Store the rows in one transaction; rows already stored (same key) are skipped."""
+        """Store the rows in one transaction; rows already stored (same key or id) are skipped."""
         if not rows:
             return
-        statement = self._insert(STORED_EVENTS).on_conflict_do_nothing(index_elements=["event_key"])
+        statement = self._insert(STORED_EVENTS).on_conflict_do_nothing()
         with self.engine.begin() as connection:
             connection.execute(statement, rows)
 

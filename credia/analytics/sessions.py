@@ -68,6 +68,10 @@ PAYMENT_RECEIVED_INTENT = "EXTERNAL_payment_received"
 ACCEPT_OFFER_ACTION = "action_accept_offer"
 EXTERNAL_TEXT_PREFIX = "EXTERNAL: "  # what Rasa writes as the text of an external event (trigger_intent)
 
+# Published events carry their row id in the tracker store under this key (credia/tracker_store.py), so a store fed
+# by the event broker (credia/analytics/consumer.py) keeps the tracker store's order.
+EVENT_ID = "credia_event_id"
+
 EVENTS = sa.Table(
     "events",
     sa.MetaData(),

@@ -11,6 +11,7 @@ from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, 
 from rasa.shared.core.trackers import DialogueStateTracker
 from sqlalchemy import text
 
+from credia.analytics.sessions import EVENT_ID
 from credia.tracker_store import SQLTrackerStore
 
 
@@ -55,11 +56,14 @@ async def test_each_new_event_is_stored_and_published_once_without_a_read_back(t
     assert all(event["sender_id"] == "cliente-1" for event in broker.published)
     stored = await store.retrieve_full_tracker("cliente-1")
     assert [event.as_dict() for event in stored.events] == [
-        {key: value for key, value in event.items() if key != "sender_id"} for event in broker.published
+        {key: value for key, value in event.items() if key not in ("sender_id", EVENT_ID)}
+        for event in broker.published
     ]
     with store.engine.connect() as connection:
         intents = connection.execute(text("SELECT intent_name FROM events WHERE type_name = 'user'")).scalars().all()
         assert intents == ["greet"]
+        ids = connection.execute(text("SELECT id FROM events ORDER BY id")).scalars().all()
+    assert [event[EVENT_ID] for event in broker.published] == ids  # each event carries its row id
 
 
 def test_sqlite_commits_do_not_wait_for_a_disk_flush(tmp_path: Path) -> None:
