@@ -180,7 +180,8 @@ def _desk_banner(ports: Ports, var_dir: Path) -> str:
     """Where agents log in, and this run's demo logins (user and password)."""
     logins = (var_dir / "run" / "desk_logins").read_text().split()
     pairs = ", ".join(f"{user} / {password}" for user, password in zip(logins[::2], logins[1::2]))
-    return f"  agent desk         http://127.0.0.1:{ports.desk}/console   (metrics: /console/metrics; logins this run: {pairs})"
+    return (f"  agent desk         http://127.0.0.1:{ports.desk}/console   (metrics: /console/metrics; "
+            f"logins this run: {pairs})")
 
 
 def build_processes(
