@@ -41,7 +41,11 @@ from sqlalchemy.orm import declarative_base
 from credia import settings
 from credia.channels.guard import BodyTooLarge, guard, read_body
 from credia.channels.meta_webhook import (  # noqa: F401 (signature_of: the connector's API)
-    MAX_BODY_BYTES, SIGNATURE_HEADER, handshake_challenge, signature_of, signature_problem,
+    MAX_BODY_BYTES,
+    SIGNATURE_HEADER,
+    handshake_challenge,
+    signature_of,
+    signature_problem,
 )
 from credia.channels.rendering import URL, Choice, choice_for_reply, choices_of, numbered_options, shorten, split_text
 from credia.db import UTCDateTime, make_engine, make_session_factory, utcnow

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json as jsonlib
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlencode
 
 from sanic import Sanic

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.unit.asgi_client import AsgiClient
 from tests.unit.fuzz_support import Operation, operations, requests_for

@@ -12,7 +12,8 @@ from typing import Any, Callable, Dict, Iterator, List, Tuple
 from urllib.parse import urlencode
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rasa.core.channels.channel import UserMessage, register
 from rasa.core.lock_store import InMemoryLockStore
 from rasa.shared.core.trackers import DialogueStateTracker

@@ -15,7 +15,17 @@ from credia.channels import guard as guard_module
 from credia.channels.guard import FLOOD_REPLY, Guard, Limits, MemoryCounter
 from tests.unit.test_twilio_channel import Setup, fake_twilio, new_customer, setup  # noqa: F401 (fixtures of that module, reused)
 from tests.unit.test_whatsapp_channel import (  # noqa: F401 (fixtures)
-    Meta, RecordingAgent, agent, bot_messages, config, graph, meta, new_sender, sanic_test_mode, server, text,
+    Meta,
+    RecordingAgent,
+    agent,
+    bot_messages,
+    config,
+    graph,
+    meta,
+    new_sender,
+    sanic_test_mode,
+    server,
+    text,
 )
 
 LIMIT, MAX_CHARS = 3, 80
