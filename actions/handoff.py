@@ -24,7 +24,7 @@ from actions.base import handed_off
 from credia.backends import BackendError
 from credia.handoff.desk import DeskClient
 from credia.handoff.triggers import frustration_signal, handoff_policy
-from credia.money import format_day
+from credia.money import format_day, format_short_day
 
 VOICE_CHANNEL = "twilio_voice"
 TRANSCRIPT_TURNS = 40
@@ -121,7 +121,7 @@ def offer_callback(dispatcher: CollectingDispatcher, answer: dict[str, Any]) -> 
         "En este momento estamos fuera del horario de atención"
     )
     buttons = [
-        {"title": f"{format_day(slot.date())[:12]} {slot:%H:%M}"[:20],
+        {"title": f"{format_short_day(slot.date())} {slot:%H:%M}",
          "payload": f'/request_callback{{"callback_at": "{slot.isoformat()}"}}'}
         for slot in slots
     ]

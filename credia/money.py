@@ -42,6 +42,11 @@ def parse_decimal(value: Any) -> Decimal:
     return number
 
 
+def format_short_day(day: date, locale: str = DEFAULT_LOCALE) -> str:
+    """A day where space is short (WhatsApp buttons hold 20 characters): ``sáb 5 dic.``."""
+    return format_date(day, "EEE d MMM", locale=locale)
+
+
 def format_day(day: date, locale: str = DEFAULT_LOCALE) -> str:
     """A due date as people say it: ``viernes 11 de diciembre`` (the year only when it is not this year's)."""
     pattern = "EEEE d 'de' MMMM" if day.year == date.today().year else "EEEE d 'de' MMMM 'de' y"

@@ -84,11 +84,16 @@ class Assistant:
         return {"session_id": sender, "session_token": sign_conversation_link(sender, secret=secret)}
 
 
+# A Monday at 10:00 in Lima: the desk is open whatever time the tests run at (its clock runs on from there).
+DESK_OPEN_AT = "2026-12-07T10:00:00-05:00"
+
+
 @pytest.fixture(scope="session")
 def assistant(model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Assistant]:
     """One running assistant for the end-to-end tests that only talk to it (each uses its own senders)."""
     ports = free_ports()
     processes = build_processes(model, tmp_path_factory.mktemp("assistant") / "var", ports)
+    processes["desk"].env = {**processes["desk"].env, "DESK_CLOCK_START": DESK_OPEN_AT}
     try:
         start_all(processes)
         yield Assistant(processes, ports)
