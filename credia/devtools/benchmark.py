@@ -275,7 +275,7 @@ def create_minimal_bot(work: Path) -> Tuple[Path, float]:
 
 def minimal_bot_process(folder: Path, port: int, token: str, log: Path) -> ManagedProcess:
     return ManagedProcess("minimal-rasa", [
-        sys.executable, "-m", "rasa", "run", "--enable-api", "--auth-token", token, "--port", str(port),
+        sys.executable, "-m", "rasa", "run", "--enable-api", f"--auth-token={token}", "--port", str(port),
         "--interface", "127.0.0.1", "--model", str(folder / "models"),
     ], f"http://127.0.0.1:{port}/", {"RASA_TELEMETRY_ENABLED": "false"}, log, folder)
 
