@@ -44,7 +44,7 @@ RESTART_WINDOW = 120.0
 
 def startup_timeout(name: str) -> float:
     """Seconds a process may take to become healthy; instances (``rasa-2``) take their kind's."""
-    return STARTUP_TIMEOUT.get(name) or STARTUP_TIMEOUT[name.rsplit("-", 1)[0]]
+    return STARTUP_TIMEOUT[_kind_and_instance(name)[0]]
 
 
 @dataclass(frozen=True)
@@ -345,10 +345,15 @@ def start_all(processes: dict[str, ManagedProcess]) -> None:
             proc.wait_healthy(startup_timeout(name))
 
 
+def _kind_and_instance(name: str) -> tuple[str, int]:
+    """``rasa-2`` → (``rasa``, 2); a process of a single instance (``core-banking``) is its kind's first."""
+    kind, _, suffix = name.rpartition("-")
+    return (kind, int(suffix)) if suffix.isdigit() else (name, 1)
+
+
 def _later_instance(name: str) -> bool:
     """``rasa-2``, ``actions-3``...: the instances after the first of their kind."""
-    suffix = name.rsplit("-", 1)[-1]
-    return suffix.isdigit() and suffix != "1"
+    return _kind_and_instance(name)[1] > 1
 
 
 def stop_all(processes: dict[str, ManagedProcess]) -> None:

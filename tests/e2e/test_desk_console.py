@@ -38,14 +38,6 @@ expect.set_options(timeout=15_000)
 
 
 @pytest.fixture(scope="module")
-def fake_rasa() -> Iterator[FakeReceiver]:
-    receiver = FakeReceiver()
-    receiver.start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture(scope="module")
 def desk(tmp_path_factory: pytest.TempPathFactory, fake_rasa: FakeReceiver) -> Iterator[DeskService]:
     service = start_desk(tmp_path_factory.mktemp("desk-console"), fake_rasa.url)
     yield service

@@ -31,14 +31,6 @@ def tracker_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="module")
-def fake_rasa() -> Iterator[FakeReceiver]:
-    receiver = FakeReceiver()
-    receiver.start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture(scope="module")
 def desk(
     tmp_path_factory: pytest.TempPathFactory, fake_rasa: FakeReceiver, tracker_url: str,
     core_banking: CoreBankingService,

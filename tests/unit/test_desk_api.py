@@ -162,14 +162,6 @@ def start_desk(directory: Path, rasa_url: str, clock: Optional[str] = OPEN_CLOCK
 
 
 @pytest.fixture(scope="module")
-def fake_rasa() -> Iterator[FakeReceiver]:
-    receiver = FakeReceiver()
-    receiver.start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture(scope="module")
 def desk(tmp_path_factory: pytest.TempPathFactory, fake_rasa: FakeReceiver) -> Iterator[DeskService]:
     """One desk for the module; tests use their own conversation ids."""
     service = start_desk(tmp_path_factory.mktemp("desk"), fake_rasa.url)
