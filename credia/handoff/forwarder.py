@@ -55,6 +55,10 @@ class OutboxMessage(Base):
     last_error = Column(Text, nullable=True)
 
 
+# Events that pause the forwarding of a conversation or end the pause.
+PAUSE_EVENTS = frozenset({"pause", "resume", "restart", "session_started"})
+
+
 def customer_message(event: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """The desk's view of a user event, or None for what is not a customer's own message."""
     text = event.get("text") or ""
@@ -111,6 +115,9 @@ class DeskForwarder(EventBroker):
     def _record(self, event: Dict[str, Any]) -> None:
         conversation_id = str(event.get("sender_id") or "")
         kind = event.get("event")
+        message = customer_message(event)
+        if message is None and kind not in PAUSE_EVENTS:
+            return  # most events (actions, slots, bot messages) matter neither to the desk nor to the pause state
         with self.sessions() as session, session.begin():
             if kind == "pause":
                 session.merge(PausedConversation(conversation_id=conversation_id, paused_at=utcnow()))
@@ -120,7 +127,6 @@ class DeskForwarder(EventBroker):
                 if paused is not None:
                     session.delete(paused)
                 return
-            message = customer_message(event)
             if message is None or session.get(PausedConversation, conversation_id) is None:
                 return
             session.add(

@@ -94,3 +94,26 @@ async def test_a_retrieved_tracker_is_saved_without_counting_the_stored_events(t
     stored = await store.retrieve_full_tracker("cliente-2")
     assert [event.type_name for event in stored.events] == ["action", "session_started", "action", "user", "bot"]
     assert [event["event"] for event in broker.published] == ["action", "session_started", "action", "user", "bot"]
+
+
+async def test_reads_return_what_rasas_own_store_returns(tmp_path: Path) -> None:
+    """The statements built once select what Rasa's ORM queries select: the latest session, or every session."""
+    from rasa.core.tracker_store import SQLTrackerStore as RasaSQLTrackerStore
+
+    store = store_at(tmp_path / "tracker.db", RecordingBroker())
+    first = [ActionExecuted("action_session_start", timestamp=1.0), SessionStarted(timestamp=1.0),
+             ActionExecuted("action_listen", timestamp=1.0), UserUttered("hola", timestamp=2.0)]
+    second = [ActionExecuted("action_session_start", timestamp=9.0), SessionStarted(timestamp=9.0),
+              ActionExecuted("action_listen", timestamp=9.0), UserUttered("cuánto debo", timestamp=10.0),
+              BotUttered("Necesito verificar su identidad.", timestamp=11.0)]
+    await store.save(DialogueStateTracker.from_events("cliente-3", first + second))
+    await store.save(DialogueStateTracker.from_events("otro", first))
+    rasa = RasaSQLTrackerStore(domain=Domain.empty(), dialect="sqlite", db=str(tmp_path / "tracker.db"))
+
+    ours, theirs = await store.retrieve("cliente-3"), await rasa.retrieve("cliente-3")
+    assert [event.as_dict() for event in ours.events] == [event.as_dict() for event in theirs.events]
+    assert [event.timestamp for event in ours.events] == [9.0, 9.0, 9.0, 10.0, 11.0]
+    ours, theirs = await store.retrieve_full_tracker("cliente-3"), await rasa.retrieve_full_tracker("cliente-3")
+    assert [event.as_dict() for event in ours.events] == [event.as_dict() for event in theirs.events]
+    assert len(ours.events) == len(first + second)
+    assert await store.retrieve("nadie") is None
