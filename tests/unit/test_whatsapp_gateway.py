@@ -247,3 +247,27 @@ def test_ordering_key_is_the_first_customer_and_never_fails_on_odd_shapes() -> N
 def test_retry_delay_doubles_up_to_its_cap() -> None:
     config = GatewayConfig("s", "t", "http://x", "sqlite://", retry_base_seconds=0.5, max_retry_seconds=3)
     assert [config.retry_delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3, 3]
+
+
+async def test_inbox_operations_run_one_at_a_time_in_the_order_called(tmp_path: Path) -> None:
+    """Concurrent acknowledgements never wait for each other on SQLite's lock: one thread does them in turn."""
+    import threading
+    import time
+
+    inbox = Inbox(f"sqlite:///{tmp_path / 'inbox.db'}")
+    running, most, order, threads = 0, 0, [], set()
+
+    def operation(number: int) -> int:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        threads.add(threading.get_ident())
+        time.sleep(0.002)
+        order.append(number)
+        running -= 1
+        return number
+
+    assert await asyncio.gather(*(inbox.call(operation, n) for n in range(20))) == list(range(20))
+    assert most == 1 and order == list(range(20)) and len(threads) == 1 and threading.get_ident() not in threads
+    ids = await asyncio.gather(*(inbox.call(inbox.add, b"{}", "sha256=x", f"519{n}") for n in range(30)))
+    assert sorted(ids) == list(range(1, 31)) and (await inbox.call(inbox.counts))["pending"] == 30
