@@ -1,4 +1,4 @@
-"""The benchmark's pure parts: percentiles, summaries, ratios, target verdicts and the printed table."""
+"""The benchmark's parts: percentiles, summaries, ratios, target verdicts, the printed table and the REST load."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 
+from credia.devtools import benchmark
 from credia.devtools.benchmark import (
     DEBTORS,
     Load,
@@ -122,3 +123,34 @@ def test_scripts_have_four_turns_for_every_customer_and_the_debt_journey_verifie
     assert {len(minimal_script(n)) for n in range(8)} == {4}
     debt = journeys(3)
     assert debt[2:] == list(DEBTORS[3 % len(DEBTORS)])
+
+
+async def test_rest_load_plays_every_round_with_new_customers() -> None:
+    """Against a real HTTP server: every round plays every customer's turns, in new conversations; errors count."""
+    from aiohttp import web
+
+    from credia.processes import free_port
+
+    seen: list[tuple[str, str]] = []
+
+    async def webhook(request: web.Request) -> web.Response:
+        body = await request.json()
+        seen.append((body["sender"], body["message"]))
+        if body["message"] == "falla":
+            return web.Response(status=500)
+        return web.json_response([{"recipient_id": body["sender"], "text": "ok"}])
+
+    app = web.Application()
+    app.router.add_post("/webhooks/rest/webhook", webhook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        load = await benchmark.rest_load(f"http://127.0.0.1:{port}", 3, lambda n: ["hola", "falla" if n == 0 else "sí"],
+                                         "test", "t", rounds=2)
+    finally:
+        await runner.cleanup()
+    assert len(seen) == load.messages == 12
+    assert len({sender for sender, _ in seen}) == 6  # 3 customers × 2 rounds, each a new conversation
+    assert len(load.latencies) == 10 and load.errors == {"HTTP 500": 2} and load.seconds > 0
