@@ -80,8 +80,9 @@ def journeys(customer: int) -> List[str]:
 
 
 def minimal_script(customer: int) -> List[str]:
-    """The minimal bot's own four turns (its moodbot stories)."""
-    return [["hello", "I am sad", "yes", "bye"], ["hi", "I am great", "goodbye", "hello"]][customer % 2]
+    """The minimal bot's own four turns, each answered by its stories or rules: its model is trained without a seed,
+    so a turn off its stories ("hello" after "goodbye") went unanswered in some runs and was left out of its figures."""
+    return [["hello", "I am sad", "yes", "bye"], ["hi", "I am great", "are you a bot?", "goodbye"]][customer % 2]
 
 
 # ---------------------------------------------------------------------------------------------- pure figures
