@@ -1,5 +1,6 @@
 """The prediction patches of ``credia.rasa_patches`` change how fast the trained model answers, never what it
-answers: on the project's own model, DIET's and TED's outputs and the graph Rasa runs are those of Rasa's code."""
+answers: on the project's own model, DIET's and TED's outputs, the graph Rasa runs and the policy ensemble's choice
+are those of Rasa's code."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest_asyncio
 from rasa.core.agent import Agent, load_agent
 from rasa.core.policies.ted_policy import TEDPolicy
 from rasa.engine.graph import GraphSchema
+from rasa.engine.runner.dask import DaskGraphRunner
 from rasa.utils.tensorflow.models import RasaModel
 
 from credia import rasa_patches
@@ -77,3 +79,48 @@ def test_the_graph_rasa_runs_is_the_same_and_computed_once(agent: Agent, monkeyp
     for _ in range(3):
         assert fresh.minimal_graph_schema(targets).nodes == original(fresh, targets).nodes
     assert len(calls) == 1
+
+
+CONVERSATIONS = [
+    ["hola", "¿qué créditos tienen?", "¿cuáles son los requisitos?", "gracias"],
+    ["buenas", "kiero un prestamo personal", "cancelar", "quiero hablar con un asesor"],
+    ["¿cuánto debo?", "no sé mi dni", "40236715", "21/07/1990", "no puedo pagar, perdí mi trabajo"],
+    ["ola", "asdfgh", "el clima está lindo", "¿qué tasa tienen?", "chau"],
+]
+
+
+async def test_asking_the_rules_first_picks_what_the_whole_ensemble_picks(agent: Agent, monkeypatch) -> None:
+    """At every prediction of varied conversations (rules, forms, fallbacks, TED's own turns), the shortcut's
+    choice is the full ensemble's: same policy, action scores, events and flags."""
+    plan = rasa_patches.rules_first(agent.processor.graph_runner)
+    assert plan is not None and plan.outranked  # the project's ensemble qualifies
+    seen = {"rule certain": 0, "others consulted": 0}
+
+    def compared(self: DaskGraphRunner, inputs: dict | None = None, targets: list | None = None) -> dict:
+        ours = rasa_patches._graph_run(self, inputs, targets)
+        if targets == [plan.ensemble]:
+            theirs = rasa_patches._original_graph_run(self, inputs, targets)[plan.ensemble]
+            mine = ours[plan.ensemble]
+            assert (mine.policy_name, mine.probabilities, mine.events, mine.optional_events,
+                    mine.is_no_user_prediction, mine.is_end_to_end_prediction, mine.hide_rule_turn) == \
+                (theirs.policy_name, theirs.probabilities, theirs.events, theirs.optional_events,
+                 theirs.is_no_user_prediction, theirs.is_end_to_end_prediction, theirs.hide_rule_turn)
+            certain = theirs.policy_name == "RulePolicy" and theirs.max_confidence >= 1.0
+            seen["rule certain" if certain else "others consulted"] += 1
+        return ours
+
+    monkeypatch.setattr(DaskGraphRunner, "run", compared)
+    for number, messages in enumerate(CONVERSATIONS):
+        for text in messages:
+            await agent.handle_text(text, sender_id=f"rules-first-{number}")
+    assert seen["rule certain"] > 10 and seen["others consulted"] > 0, seen
+
+
+def test_the_rules_are_not_asked_first_when_a_rejected_action_changes_the_scores() -> None:
+    from rasa.shared.core.events import ActionExecuted, ActionExecutionRejected, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    rejected = DialogueStateTracker.from_events("c", [ActionExecuted("action_listen"), UserUttered("hola"),
+                                                      ActionExecutionRejected("simulation_form")])
+    listening = DialogueStateTracker.from_events("c", [ActionExecuted("action_listen"), UserUttered("hola")])
+    assert rasa_patches._last_action_rejected(rejected) and not rasa_patches._last_action_rejected(listening)
