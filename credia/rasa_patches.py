@@ -35,16 +35,15 @@ of the project runs with them; it is idempotent.
 from __future__ import annotations
 
 import asyncio
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Dict, List, Optional, Tuple
 
 import tensorflow as tf
-from keras.utils import tf_utils
-
 from jsonschema import ValidationError
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
+from keras.utils import tf_utils
 from rasa.core.actions.action import RemoteAction
 from rasa.core.agent import Agent
 from rasa.core.channels.channel import UserMessage
@@ -57,10 +56,10 @@ from rasa.core.policies.unexpected_intent_policy import UnexpecTEDIntentPolicy
 from rasa.engine.constants import PLACEHOLDER_TRACKER
 from rasa.engine.graph import GraphSchema
 from rasa.engine.runner.dask import DaskGraphRunner
+from rasa.shared.constants import DIAGNOSTIC_DATA, DOCS_BASE_URL
 from rasa.shared.core.events import ActionExecuted, ActionExecutionRejected
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.nlu.constants import TEXT
-from rasa.shared.constants import DIAGNOSTIC_DATA, DOCS_BASE_URL
 from rasa.utils.tensorflow.models import RasaModel
 
 from credia import settings
@@ -151,6 +150,7 @@ RULES_FIRST = "_credia_rules_first"
 
 
 def rules_first(runner: DaskGraphRunner) -> Optional[RulesFirst]:
+    """The runner's plan, worked out once (its graph and components never change once loaded)."""
     if not hasattr(runner, RULES_FIRST):
         setattr(runner, RULES_FIRST, _plan_rules_first(runner))
     return getattr(runner, RULES_FIRST)
@@ -162,7 +162,8 @@ def _plan_rules_first(runner: DaskGraphRunner) -> Optional[RulesFirst]:
     if len(ensembles) != 1 or "domain" not in nodes[ensembles[0]].needs:
         return None
     needs = nodes[ensembles[0]].needs
-    policies = {name: runner._instantiated_nodes[name]._component for name in needs.values()  # type: ignore[attr-defined]
+    components = {name: node._component for name, node in runner._instantiated_nodes.items()}  # type: ignore
+    policies = {name: components[name] for name in needs.values()
                 if name in nodes and issubclass(nodes[name].uses, Policy)}
     rules = [name for name, policy in policies.items() if isinstance(policy, RulePolicy)]
     if len(rules) != 1:
