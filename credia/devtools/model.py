@@ -55,7 +55,8 @@ def ensure_model() -> Path:
         "--config", "config.yml", "--domain", "domain.yml", "--data", "data",
         "--out", str(MODELS_DIR), "--fixed-model-name", target.name.removesuffix(".tar.gz"),
     ]
-    subprocess.run(command, cwd=PROJECT_ROOT, check=True)
+    # Rasa's own output goes to stderr: stdout carries only the path (``--print-path``, read by ./assistant).
+    subprocess.run(command, cwd=PROJECT_ROOT, check=True, stdout=sys.stderr)
     _prune_old_models(keep=target)
     return target
 
