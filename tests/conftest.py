@@ -11,7 +11,8 @@ from tests.unit.fake_receiver import FakeReceiver
 
 @pytest.fixture(scope="module")
 def fake_rasa() -> Iterator[FakeReceiver]:
-    """A stand-in for Rasa's HTTP API that records what the desk sends it (one per test module)."""
+    """A stand-in for Rasa's HTTP API and webhooks that records what a service sends it (the desk's messages, the
+    payments webhooks; one per test module)."""
     receiver = FakeReceiver()
     receiver.start()
     yield receiver

@@ -27,18 +27,10 @@ def parse_time(value: str) -> datetime:
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[FakeReceiver]:
-    fake = FakeReceiver()
-    fake.start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, receiver: FakeReceiver) -> Iterator[PaymentsService]:
+def service(tmp_path_factory: pytest.TempPathFactory, fake_rasa: FakeReceiver) -> Iterator[PaymentsService]:
     folder = tmp_path_factory.mktemp("payments")
     svc = PaymentsService(
-        folder / "payments.db", folder / "payments.log", receiver.url, PAYMENTS_PUBLIC_URL=PUBLIC_URL + "/"
+        folder / "payments.db", folder / "payments.log", fake_rasa.url, PAYMENTS_PUBLIC_URL=PUBLIC_URL + "/"
     )
     svc.start()
     yield svc
@@ -235,7 +227,7 @@ def test_list_finds_a_reusable_link(service: PaymentsService) -> None:
     assert service.get("/links", status="unknown").status_code == 422
 
 
-def test_complete_pays_once_and_sends_a_signed_webhook(service: PaymentsService, receiver: FakeReceiver) -> None:
+def test_complete_pays_once_and_sends_a_signed_webhook(service: PaymentsService, fake_rasa: FakeReceiver) -> None:
     link = service.new_link(amount="250.5")
     response = service.complete(link["id"])
 
@@ -247,7 +239,7 @@ def test_complete_pays_once_and_sends_a_signed_webhook(service: PaymentsService,
 
     delivered = service.wait_notification(link["id"], lambda n: n["status"] == "delivered")
     assert delivered["attempts"] == 1 and delivered["last_status_code"] == 200 and delivered["delivered_at"]
-    [request] = [r for r in receiver.received if json.loads(r.body)["link_id"] == link["id"]]
+    [request] = [r for r in fake_rasa.received if json.loads(r.body)["link_id"] == link["id"]]
     assert request.path == "/webhooks/payments"
     verify(SECRET, request.headers[SIGNATURE_HEADER], request.body)
     with pytest.raises(SignatureError):
